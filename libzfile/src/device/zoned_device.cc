@@ -1,0 +1,117 @@
+#include "device/zoned_device.h"
+
+#include <cerrno>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+namespace zfile {
+namespace {
+
+// Blocks the calling thread until one request completes.
+class SyncWaiter {
+ public:
+  void Arm(IoRequest* req) {
+    req->on_complete = [this](IoRequest*) {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      cv_.notify_one();
+    };
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return done_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
+Status RequestError(const IoRequest& req, int64_t result) {
+  static constexpr const char* kOpNames[] = {"read", "write", "append"};
+  return Status(static_cast<int>(-result),
+                std::string(kOpNames[static_cast<int>(req.op)]) + " of " + std::to_string(req.len) +
+                    " bytes at offset " + std::to_string(req.offset) + " failed");
+}
+
+Result<IoRequest> RunSync(ZonedDevice* dev, IoOp op, uint64_t offset, void* buf, size_t len) {
+  IoRequest req;
+  req.op = op;
+  req.offset = offset;
+  req.buf = buf;
+  req.len = len;
+  SyncWaiter waiter;
+  waiter.Arm(&req);
+  dev->Submit(&req);
+  waiter.Wait();
+  if (req.result < 0) return RequestError(req, req.result);
+  req.on_complete = nullptr;
+  return req;
+}
+
+}  // namespace
+
+Result<size_t> ZonedDevice::Read(uint64_t offset, void* buf, size_t len) {
+  ZF_ASSIGN_OR_RETURN(IoRequest req, RunSync(this, IoOp::kRead, offset, buf, len));
+  return static_cast<size_t>(req.result);
+}
+
+Result<size_t> ZonedDevice::Write(uint64_t offset, const void* buf, size_t len) {
+  ZF_ASSIGN_OR_RETURN(IoRequest req,
+                      RunSync(this, IoOp::kWrite, offset, const_cast<void*>(buf), len));
+  return static_cast<size_t>(req.result);
+}
+
+Result<uint64_t> ZonedDevice::Append(uint32_t zone, const void* buf, size_t len) {
+  if (zone >= info().nr_zones) {
+    return Status(EINVAL, "zone " + std::to_string(zone) + " out of range (device has " +
+                              std::to_string(info().nr_zones) + " zones)");
+  }
+  ZF_ASSIGN_OR_RETURN(IoRequest req, RunSync(this, IoOp::kAppend, info().ZoneStart(zone),
+                                             const_cast<void*>(buf), len));
+  return req.landed;
+}
+
+Result<ZoneInfo> ZonedDevice::ReportZone(uint32_t zone) {
+  std::vector<ZoneInfo> zones;
+  ZF_RETURN_IF_ERROR(ReportZones(zone, 1, &zones));
+  return zones.at(0);
+}
+
+Status ZonedDevice::ValidateRequest(const IoRequest& req) const {
+  const DeviceInfo& di = info();
+  if (req.len == 0) return Status(EINVAL, "zero-length I/O");
+  if (req.offset % di.block_size != 0 || req.len % di.block_size != 0) {
+    return Status(EINVAL, "I/O at offset " + std::to_string(req.offset) + " length " +
+                              std::to_string(req.len) + " is not aligned to the " +
+                              std::to_string(di.block_size) + "-byte logical block size");
+  }
+  if (req.offset >= di.capacity || req.len > di.capacity - req.offset) {
+    return Status(EINVAL, "I/O at offset " + std::to_string(req.offset) + " length " +
+                              std::to_string(req.len) + " goes past the end of the device (" +
+                              std::to_string(di.capacity) + " bytes)");
+  }
+  if (req.op == IoOp::kAppend) {
+    if (req.offset % di.zone_size != 0) {
+      return Status(EINVAL, "zone append must target a zone start");
+    }
+    if (req.len > di.zone_size) {
+      return Status(EINVAL, "zone append larger than a zone");
+    }
+  }
+  return Status();
+}
+
+Status ZonedDevice::ValidateZoneRange(uint32_t first, uint32_t count) const {
+  const uint32_t n = info().nr_zones;
+  if (first >= n || count == 0 || count > n - first) {
+    return Status(EINVAL, "zone range " + std::to_string(first) + "+" + std::to_string(count) +
+                              " out of range (device has " + std::to_string(n) + " zones, 0-" +
+                              std::to_string(n - 1) + ")");
+  }
+  return Status();
+}
+
+}  // namespace zfile

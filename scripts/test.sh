@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Quick start, part 2: every test tier.
+#   1. default build: unit tests, device-contract suite on mem and emu, CLI tests
+#   2. VM tier: the contract suite on null_blk zoned and scsi_debug SMR inside
+#      a QEMU guest running Debian's kernel (tests/vm)
+#   3. ASan+UBSan build, then TSan build: the same unit and contract tests
+# ZFILE_TEST_SKIP_VM=1 or ZFILE_TEST_SKIP_SANITIZERS=1 skip a tier (for local
+# iteration only; CI runs everything).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+jobs=$(nproc)
+failed=()
+
+run_preset() {
+  local preset=$1
+  echo "=== build: $preset"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  echo "=== tests: $preset"
+  if ! ctest --preset "$preset" -j "$jobs"; then failed+=("ctest:$preset"); fi
+}
+
+run_preset default
+
+if [ "${ZFILE_TEST_SKIP_VM:-0}" != 1 ]; then
+  echo "=== VM tier: device contract on null_blk and scsi_debug (SMR)"
+  if ! tests/vm/contract.sh build/default; then failed+=("vm:contract"); fi
+fi
+
+if [ "${ZFILE_TEST_SKIP_SANITIZERS:-0}" != 1 ]; then
+  run_preset asan
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_preset tsan
+fi
+
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "=== FAILED tiers: ${failed[*]}"
+  exit 1
+fi
+echo "=== all test tiers passed"
