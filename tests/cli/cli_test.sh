@@ -229,6 +229,14 @@ fails "close an empty zone (EIO as on null_blk)" 1 "EIO" close "$U3" --zone 3
 # Zones 2-5 take the 4 open slots, so zone 6 is refused: the opens are real.
 fails "open beyond max open" 1 "ETOOMANYREFS" open "$U3" --zone 2 --count 5
 fails "reset a conventional zone" 1 "zone 0" reset "$U3" --zone 0
+# Open zones stay open from one command to the next, as on a kernel device
+# (emu keeps them across a clean close; only a power cut closes them).
+eq "zones 2-5 still explicitly open in a later process" \
+  "$(cond "$U3" 2) $(cond "$U3" 5) $(cond "$U3" 6)" "oe oe em"
+fails "finish needs an open slot while 4 zones are open" 1 "open zone limit (4)" \
+  finish "$U3" --zone 8
+ok "close --all" close "$U3" --all
+eq "close --all leaves empty open zones empty" "$(cond "$U3" 2) $(cond "$U3" 5)" "em em"
 
 ok "finish a range" finish "$U3" --zone 8 --count 2
 eq "range: zones 8, 9 full, 10 empty" \

@@ -145,6 +145,22 @@ class DeviceContract : public ::testing::TestWithParam<BackendParam> {
 
   int ZoneOpErr(ZoneOp op, uint32_t z) { return dev_->ManageZones(op, z, 1).err(); }
 
+  bool scsi() const { return GetParam().dialect == "scsi"; }
+  bool emulated() const { return GetParam().kind != "zbd"; }
+  // The errno of a write the device itself rejects.
+  int Rejected() const { return EIO; }
+  // Reads of never-written (or reset) blocks: zeros where the backend
+  // promises them, otherwise only that the read succeeds.
+  void ExpectUnwritten(uint64_t offset, size_t len) {
+    if (emulated()) {
+      ExpectZeros(offset, len);
+    } else {
+      AlignedBuffer buf(len);
+      auto r = dev_->Read(offset, buf.data(), len);
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+    }
+  }
+
   std::map<ZoneCondition, uint32_t> CountConditions() {
     std::vector<ZoneInfo> zones;
     EXPECT_TRUE(dev_->ReportZones(0, 0, &zones).ok());
@@ -226,25 +242,27 @@ TEST_P(DeviceContract, SequentialWritesAdvanceTheWritePointer) {
   ExpectPattern(Start(z), 9 * bs());
 }
 
-TEST_P(DeviceContract, ReadsBelowTheWritePointerReturnDataAndAboveReturnZeros) {
+TEST_P(DeviceContract, ReadsBelowTheWritePointerReturnDataAndAboveSucceed) {
   const uint32_t z = FirstSeq() + 1;
   ASSERT_EQ(WritePattern(Start(z), 2 * bs()), 0);
   ExpectPattern(Start(z), 2 * bs());
-  ExpectZeros(Start(z) + 2 * bs(), 2 * bs());
+  ExpectUnwritten(Start(z) + 2 * bs(), 2 * bs());
   // One read straddling the write pointer.
   AlignedBuffer buf(4 * bs());
   ASSERT_TRUE(dev_->Read(Start(z), buf.data(), 4 * bs()).ok());
   EXPECT_EQ(CheckPattern(buf.data(), 2 * bs(), Start(z), 1), -1);
-  EXPECT_TRUE(
-      std::all_of(buf.data() + 2 * bs(), buf.data() + 4 * bs(), [](uint8_t b) { return !b; }));
+  if (emulated()) {
+    EXPECT_TRUE(
+        std::all_of(buf.data() + 2 * bs(), buf.data() + 4 * bs(), [](uint8_t b) { return !b; }));
+  }
 }
 
 TEST_P(DeviceContract, WriteNotAtTheWritePointerFailsWithEio) {
   const uint32_t z = FirstSeq();
   ASSERT_EQ(WritePattern(Start(z), 2 * bs()), 0);
-  EXPECT_EQ(WritePattern(Start(z) + 3 * bs(), bs()), EIO);  // ahead
-  EXPECT_EQ(WritePattern(Start(z), bs()), EIO);             // behind
-  EXPECT_EQ(WritePattern(Start(z + 1) + bs(), bs()), EIO);  // empty zone, not at start
+  EXPECT_EQ(WritePattern(Start(z) + 3 * bs(), bs()), Rejected());  // ahead
+  EXPECT_EQ(WritePattern(Start(z), bs()), Rejected());             // behind
+  EXPECT_EQ(WritePattern(Start(z + 1) + bs(), bs()), Rejected());  // empty zone, not at start
   EXPECT_EQ(Zone(z).wp, Start(z) + 2 * bs());
   EXPECT_EQ(Zone(z + 1).cond, ZoneCondition::kEmpty);
   ExpectPattern(Start(z), 2 * bs());
@@ -265,16 +283,16 @@ TEST_P(DeviceContract, WritePastCapacityFailsAndFillingMakesTheZoneFull) {
     // Crossing the capacity inside the zone. (With capacity == zone size
     // the same write crosses into the next zone, which is legal: the block
     // layer splits it at the boundary.)
-    EXPECT_EQ(WritePattern(wp, 2 * bs()), EIO);
+    EXPECT_EQ(WritePattern(wp, 2 * bs()), Rejected());
     EXPECT_EQ(Zone(z).wp, wp);
   }
   ASSERT_EQ(WritePattern(wp, bs()), 0);
   ZoneInfo zi = Zone(z);
   EXPECT_EQ(zi.cond, ZoneCondition::kFull);
   EXPECT_EQ(zi.wp, Start(z) + cap);
-  EXPECT_EQ(WritePattern(Start(z) + cap - bs(), bs()), EIO);  // the zone is full
+  EXPECT_EQ(WritePattern(Start(z) + cap - bs(), bs()), Rejected());  // the zone is full
   if (cap < info().zone_size) {
-    EXPECT_EQ(WritePattern(Start(z) + cap, bs()), EIO);
+    EXPECT_EQ(WritePattern(Start(z) + cap, bs()), Rejected());
   }
   ExpectPattern(Start(z) + cap - 4 * bs(), 4 * bs());
 }
@@ -332,7 +350,7 @@ TEST_P(DeviceContract, ExplicitOpenCloseFinishResetTransitions) {
   zi = Zone(z);
   EXPECT_EQ(zi.cond, ZoneCondition::kEmpty);
   EXPECT_EQ(zi.wp, Start(z));
-  ExpectZeros(Start(z), 2 * bs());
+  ExpectUnwritten(Start(z), 2 * bs());
   EXPECT_EQ(ZoneOpErr(ZoneOp::kReset, z), 0);  // reset of an empty zone is no error
   // finish of an empty zone -> full; closed -> full
   ASSERT_EQ(ZoneOpErr(ZoneOp::kFinish, z + 2), 0);
@@ -342,14 +360,15 @@ TEST_P(DeviceContract, ExplicitOpenCloseFinishResetTransitions) {
   EXPECT_EQ(Zone(z + 1).cond, ZoneCondition::kFull);
 }
 
-TEST_P(DeviceContract, InvalidZoneTransitionsFailWithEio) {
+TEST_P(DeviceContract, InvalidZoneTransitionsFail) {
   const uint32_t z = FirstSeq();
-  EXPECT_EQ(ZoneOpErr(ZoneOp::kClose, z), EIO);  // empty
+  EXPECT_EQ(ZoneOpErr(ZoneOp::kClose, z), scsi() ? 0 : EIO);  // empty
+  EXPECT_EQ(Zone(z).cond, ZoneCondition::kEmpty);
   ASSERT_EQ(ZoneOpErr(ZoneOp::kFinish, z), 0);
-  EXPECT_EQ(ZoneOpErr(ZoneOp::kOpen, z), EIO);   // full
-  EXPECT_EQ(ZoneOpErr(ZoneOp::kClose, z), EIO);  // full
-  EXPECT_EQ(WritePattern(Start(z), bs()), EIO);  // full
-  EXPECT_EQ(Zone(z).cond, ZoneCondition::kFull);
+  EXPECT_EQ(ZoneOpErr(ZoneOp::kOpen, z), scsi() ? 0 : EIO);   // full
+  EXPECT_EQ(ZoneOpErr(ZoneOp::kClose, z), scsi() ? 0 : EIO);  // full
+  EXPECT_EQ(WritePattern(Start(z), bs()), Rejected());        // full
+  EXPECT_EQ(Zone(z).cond, ZoneCondition::kFull);              // whatever the device said
   EXPECT_EQ(dev_->ManageZones(ZoneOp::kReset, info().nr_zones, 1).err(), EINVAL);
   EXPECT_EQ(dev_->ManageZones(ZoneOp::kReset, info().nr_zones - 1, 2).err(), EINVAL);
 }
@@ -600,15 +619,11 @@ TEST_P(DeviceContract, ZoneStateSurvivesReopen) {
   ASSERT_TRUE(dev_->Flush().ok());
   Reopen();
   ASSERT_NE(dev_, nullptr);
+  // The device stayed powered: open zones are still open (emu keeps them
+  // across a clean close; a power cut closes them, see PowerCut below).
   ZoneInfo a = Zone(z);
-  if (GetParam().kind == "emu") {
-    // After a restart, open zones come back closed (as after a power cycle).
-    EXPECT_EQ(a.cond, ZoneCondition::kClosed);
-    EXPECT_EQ(Zone(z + 1).cond, ZoneCondition::kEmpty);
-  } else {
-    // A kernel device keeps its conditions while it stays powered.
-    EXPECT_TRUE(a.cond == ZoneCondition::kImplicitOpen || a.cond == ZoneCondition::kClosed);
-  }
+  EXPECT_EQ(a.cond, ZoneCondition::kImplicitOpen);
+  EXPECT_EQ(Zone(z + 1).cond, ZoneCondition::kExplicitOpen);
   EXPECT_EQ(a.wp, Start(z) + 3 * bs());
   EXPECT_EQ(Zone(z + 2).cond, ZoneCondition::kFull);
   EXPECT_EQ(Zone(z + 3).cond, ZoneCondition::kClosed);

@@ -1,5 +1,6 @@
 #include "device_test_util.h"
 
+#include <cctype>
 #include <sstream>
 
 namespace zfile::testing {
@@ -23,7 +24,9 @@ std::vector<BackendParam> BackendsUnderTest() {
       if (path.empty()) continue;
       std::string name = "zbd_";
       for (char c : path.substr(path.rfind('/') + 1)) name += std::isalnum(c) ? c : '_';
-      out.push_back({name, "zbd", path});
+      // sd devices speak ZBC: see the dialect notes in the contract suite.
+      const bool scsi = path.rfind("/dev/sd", 0) == 0;
+      out.push_back({name, "zbd", path, scsi ? "scsi" : "nullblk"});
     }
   }
   return out;

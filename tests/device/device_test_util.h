@@ -18,6 +18,9 @@ struct BackendParam {
   std::string name;  // gtest-safe: letters, digits, underscores
   std::string kind;  // "mem", "emu", "zbd"
   std::string spec;  // mem: URI; emu: geometry as URI parameters; zbd: device path
+  // How the device reports what the contract leaves to it: "nullblk"
+  // (emulated backends and null_blk) or "scsi" (SMR disks through sd).
+  std::string dialect = "nullblk";
 };
 
 inline void PrintTo(const BackendParam& p, std::ostream* os) {

@@ -162,7 +162,8 @@ class EmuZoneStore final : public ZoneStore {
   }
 
   Status SaveConditions(const std::vector<ZoneCondition>& conditions) override {
-    std::string text = "# zones out of service: ZONE CONDITION\n";
+    std::string text =
+        "# ZONE CONDITION: zones out of service, and zones open at a clean shutdown\n";
     for (size_t z = 0; z < conditions.size(); ++z) {
       if (conditions[z] == ZoneCondition::kEmpty) continue;
       text += std::to_string(z) + " " + std::string(ConditionName(conditions[z])) + "\n";
@@ -217,9 +218,11 @@ Result<std::vector<ZoneCondition>> ReadConditions(const std::string& dir, uint32
                                 std::to_string(nr_zones));
     }
     auto cond = ParseCondition(name);
-    if (!cond.ok() || (*cond != ZoneCondition::kReadOnly && *cond != ZoneCondition::kOffline)) {
+    if (!cond.ok() ||
+        (*cond != ZoneCondition::kReadOnly && *cond != ZoneCondition::kOffline &&
+         *cond != ZoneCondition::kImplicitOpen && *cond != ZoneCondition::kExplicitOpen)) {
       return Status(EINVAL, path + ":" + std::to_string(lineno) + ": unknown condition '" + name +
-                                "' (expected readonly or offline)");
+                                "' (expected readonly, offline, implicit-open or explicit-open)");
     }
     conds[zone] = *cond;
   }

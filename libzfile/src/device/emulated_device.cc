@@ -24,11 +24,14 @@ EmulatedDevice::EmulatedDevice(DeviceInfo info, std::vector<ZoneInfo> zones,
       zone_mu_(new std::shared_mutex[info_.nr_zones]),
       zones_(std::move(zones)) {
   for (ZoneInfo& z : zones_) {
-    if (z.cond == ZoneCondition::kImplicitOpen || z.cond == ZoneCondition::kExplicitOpen) {
-      z.cond = z.wp == z.start ? ZoneCondition::kEmpty : ZoneCondition::kClosed;
-    }
-    if (z.cond == ZoneCondition::kClosed) ++nr_closed_;
+    const ZoneCondition cond = z.cond;
+    z.cond = ZoneCondition::kEmpty;
+    SetCondLocked(z, cond);  // counts open and closed zones
   }
+  // From here until a clean shutdown, the store must describe a power cut:
+  // open zones come back closed.
+  Status s = SaveConditionsLocked(/*with_open_zones=*/false);
+  (void)s;  // the zone state in memory is right; the next save retries
   if (options.fail_read_at != UINT64_MAX) FailNextIo(IoOp::kRead, options.fail_read_at);
   if (options.fail_write_at != UINT64_MAX) FailNextIo(IoOp::kWrite, options.fail_write_at);
   if (options.power_cut_after != UINT64_MAX) PowerCutAfter(options.power_cut_after);
@@ -46,6 +49,13 @@ EmulatedDevice::~EmulatedDevice() {
     w->cv.notify_all();
   }
   for (auto& w : workers_) w->thread.join();
+  // A clean shutdown keeps the device "powered": open zones stay open for
+  // the next opener, as on a kernel device. After a power cut they do not.
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  if (!powered_off_) {
+    Status s = SaveConditionsLocked(/*with_open_zones=*/true);
+    (void)s;  // nothing to report to from a destructor; zones come back closed
+  }
 }
 
 void EmulatedDevice::WorkerLoop(Worker* w) {
@@ -344,8 +354,10 @@ Status EmulatedDevice::ManageZones(ZoneOp op, uint32_t first, uint32_t count) {
   for (uint32_t z = first; z < first + count; ++z) {
     std::unique_lock<std::shared_mutex> zone_lock(zone_mu_[z]);
     int r;
+    ZoneInfo before;
     {
       std::lock_guard<std::mutex> lock(meta_mu_);
+      before = zones_[z];
       r = powered_off_ ? -EIO : ZoneOpLocked(op, zones_[z]);
     }
     if (r == 0 && op == ZoneOp::kReset) {
@@ -354,7 +366,8 @@ Status EmulatedDevice::ManageZones(ZoneOp op, uint32_t first, uint32_t count) {
       ZF_RETURN_IF_ERROR(store_->SetLength(z, info_.zone_size));
     }
     if (r != 0) {
-      return Status(-r, std::string(ZoneOpName(op)) + " of zone " + std::to_string(z) + " failed");
+      if (powered_off_) return Status(EIO, "device is powered off (injected power cut)");
+      return ZoneOpError(op, z, -r, &before);
     }
   }
   return Status();
@@ -396,11 +409,13 @@ Status EmulatedDevice::Flush() {
   return store_->Flush();
 }
 
-Status EmulatedDevice::SaveConditionsLocked() {
+Status EmulatedDevice::SaveConditionsLocked(bool with_open_zones) {
   std::vector<ZoneCondition> conds(zones_.size(), ZoneCondition::kEmpty);
   for (size_t i = 0; i < zones_.size(); ++i) {
-    if (zones_[i].cond == ZoneCondition::kReadOnly || zones_[i].cond == ZoneCondition::kOffline) {
-      conds[i] = zones_[i].cond;
+    const ZoneCondition c = zones_[i].cond;
+    if (c == ZoneCondition::kReadOnly || c == ZoneCondition::kOffline ||
+        (with_open_zones && zones_[i].open())) {
+      conds[i] = c;
     }
   }
   return store_->SaveConditions(conds);
@@ -425,7 +440,7 @@ Status EmulatedDevice::SetZoneCondition(uint32_t zone, ZoneCondition cond) {
     z.wp = z.start;
   }
   SetCondLocked(z, cond);
-  return SaveConditionsLocked();
+  return SaveConditionsLocked(/*with_open_zones=*/false);
 }
 
 Status EmulatedDevice::MoveWritePointer(uint32_t zone, uint64_t wp) {
@@ -544,8 +559,12 @@ Result<std::unique_ptr<ZonedDevice>> MakeEmulatedDevice(
                                 std::to_string(g.block_size) + ")");
     }
     z.wp = z.start + len;
-    if (conditions[i] == ZoneCondition::kReadOnly || conditions[i] == ZoneCondition::kOffline) {
-      z.cond = conditions[i];
+    const ZoneCondition saved = conditions[i];
+    if (saved == ZoneCondition::kReadOnly || saved == ZoneCondition::kOffline) {
+      z.cond = saved;
+    } else if ((saved == ZoneCondition::kImplicitOpen || saved == ZoneCondition::kExplicitOpen) &&
+               len < z.capacity) {
+      z.cond = saved;  // still open after a clean shutdown
     } else if (len == 0) {
       z.cond = ZoneCondition::kEmpty;
     } else if (len >= z.capacity) {

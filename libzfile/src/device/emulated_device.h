@@ -42,7 +42,8 @@ struct EmulatedOptions {
 class EmulatedDevice final : public ZonedDevice, public FaultInjector {
  public:
   // `zones` gives the initial state of every zone (from the store's
-  // contents); open zones are not allowed there (they come back closed).
+  // contents). The store is told at once to forget open zones (a crash is
+  // a power cycle) and, at a clean destruction, to remember them.
   EmulatedDevice(DeviceInfo info, std::vector<ZoneInfo> zones, std::unique_ptr<ZoneStore> store,
                  const EmulatedOptions& options);
   ~EmulatedDevice() override;
@@ -86,7 +87,8 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   int CheckResourcesLocked(ZoneInfo& zone);
   int ZoneOpLocked(ZoneOp op, ZoneInfo& zone);
   bool ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len);
-  Status SaveConditionsLocked();
+  // Records read-only/offline zones, and open zones when `with_open_zones`.
+  Status SaveConditionsLocked(bool with_open_zones);
 
   const DeviceInfo info_;
   std::unique_ptr<ZoneStore> store_;
@@ -115,8 +117,9 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
 
 // Builds an emulated device from its geometry and what its store holds:
 // `lengths[z]` is sequential zone z's stored length (its write pointer
-// offset), `conditions[z]` kReadOnly/kOffline for zones taken out of service
-// (kEmpty otherwise). Both have one entry per zone. EINVAL (naming the zone)
+// offset), `conditions[z]` kReadOnly/kOffline for zones taken out of service,
+// kImplicitOpen/kExplicitOpen for zones open at a clean shutdown (kEmpty
+// otherwise). Both have one entry per zone. EINVAL (naming the zone)
 // when a stored length cannot be a write pointer.
 Result<std::unique_ptr<ZonedDevice>> MakeEmulatedDevice(
     const EmulatedGeometry& geometry, std::string uri, std::string backend,

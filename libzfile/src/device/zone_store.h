@@ -31,8 +31,9 @@ class ZoneStore {
   virtual Status SetLength(uint32_t zone, uint64_t len) = 0;
   // Makes completed writes durable.
   virtual Status Flush() = 0;
-  // Remembers zones made read-only or offline (`conditions[z]` is kEmpty
-  // for zones in service). Durable for persistent stores.
+  // Remembers zones made read-only or offline, and zones open at a clean
+  // shutdown (`conditions[z]` is kEmpty for the others). Durable for
+  // persistent stores.
   virtual Status SaveConditions(const std::vector<ZoneCondition>& conditions) = 0;
 };
 

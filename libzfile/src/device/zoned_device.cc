@@ -29,11 +29,14 @@ class SyncWaiter {
   bool done_ = false;
 };
 
-Status RequestError(const IoRequest& req, int64_t result) {
+Status RequestError(const ZonedDevice* dev, const IoRequest& req, int64_t result) {
   static constexpr const char* kOpNames[] = {"read", "write", "append"};
-  return Status(static_cast<int>(-result),
-                std::string(kOpNames[static_cast<int>(req.op)]) + " of " + std::to_string(req.len) +
-                    " bytes at offset " + std::to_string(req.offset) + " failed");
+  const int err = static_cast<int>(-result);
+  std::string hint = ZonedDevice::ErrnoHint(err, dev->info());
+  return Status(err, std::string(kOpNames[static_cast<int>(req.op)]) + " of " +
+                         std::to_string(req.len) + " bytes at offset " +
+                         std::to_string(req.offset) + " failed" +
+                         (hint.empty() ? "" : ": " + hint));
 }
 
 Result<IoRequest> RunSync(ZonedDevice* dev, IoOp op, uint64_t offset, void* buf, size_t len) {
@@ -46,7 +49,7 @@ Result<IoRequest> RunSync(ZonedDevice* dev, IoOp op, uint64_t offset, void* buf,
   waiter.Arm(&req);
   dev->Submit(&req);
   waiter.Wait();
-  if (req.result < 0) return RequestError(req, req.result);
+  if (req.result < 0) return RequestError(dev, req, req.result);
   req.on_complete = nullptr;
   return req;
 }
@@ -112,6 +115,31 @@ Status ZonedDevice::ValidateZoneRange(uint32_t first, uint32_t count) const {
                               std::to_string(n - 1) + ")");
   }
   return Status();
+}
+
+std::string ZonedDevice::ErrnoHint(int err, const DeviceInfo& info) {
+  switch (err) {
+    case ETOOMANYREFS:
+      return "the device's open zone limit (" + std::to_string(info.max_open) +
+             ") is reached and no implicitly-open zone can be closed";
+    case EOVERFLOW:
+      return "the device's active zone limit (" + std::to_string(info.max_active) + ") is reached";
+    default:
+      return "";
+  }
+}
+
+Status ZonedDevice::ZoneOpError(ZoneOp op, uint32_t zone, int err, const ZoneInfo* state) const {
+  std::string why = ErrnoHint(err, info());
+  if (why.empty() && state != nullptr) {
+    if (!state->sequential()) {
+      why = "zone is conventional";
+    } else {
+      why = "zone is " + std::string(ConditionName(state->cond));
+    }
+  }
+  return Status(err, std::string(ZoneOpName(op)) + " of zone " + std::to_string(zone) + " failed" +
+                         (why.empty() ? "" : ": " + why));
 }
 
 }  // namespace zfile

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -93,6 +94,14 @@ class ZonedDevice {
   Status ValidateRequest(const IoRequest& req) const;
   // Checks a zone range for ManageZones. EINVAL on failure.
   Status ValidateZoneRange(uint32_t first, uint32_t count) const;
+  // The failure of zone command `op` on `zone` with errno `err`, saying why
+  // in words where the errno or the zone's condition tells.
+  Status ZoneOpError(ZoneOp op, uint32_t zone, int err, const ZoneInfo* state) const;
+
+ public:
+  // Why a device refused something, in words, for errno values with a
+  // zoned meaning (ETOOMANYREFS, EOVERFLOW); empty for the others.
+  static std::string ErrnoHint(int err, const DeviceInfo& info);
 };
 
 // Fault injection on the emulated backends (tests and `zfile inject`).
