@@ -14,6 +14,8 @@ std::vector<BackendParam> BackendsUnderTest() {
   std::vector<BackendParam> out = {
       {"mem", "mem", "mem:?" + nullblk_like},
       {"mem_512_workers", "mem", "mem:?" + smr_like + "&workers=3"},
+      // A named mem: device lives as long as the process and reopens by name.
+      {"mem_named", "mem", "mem:contract-suite?" + nullblk_like + "&workers=2"},
       {"emu", "emu", nullblk_like},
       {"emu_512", "emu", smr_like},
   };

@@ -1,5 +1,7 @@
 #include "device/zoned_device.h"
 
+#include "device/io_waiter.h"
+
 #include <cerrno>
 #include <condition_variable>
 #include <mutex>
@@ -7,27 +9,6 @@
 
 namespace zfile {
 namespace {
-
-// Blocks the calling thread until one request completes.
-class SyncWaiter {
- public:
-  void Arm(IoRequest* req) {
-    req->on_complete = [this](IoRequest*) {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-      cv_.notify_one();
-    };
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return done_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-};
 
 Status RequestError(const ZonedDevice* dev, const IoRequest& req, int64_t result) {
   static constexpr const char* kOpNames[] = {"read", "write", "append"};
@@ -40,17 +21,12 @@ Status RequestError(const ZonedDevice* dev, const IoRequest& req, int64_t result
 }
 
 Result<IoRequest> RunSync(ZonedDevice* dev, IoOp op, uint64_t offset, void* buf, size_t len) {
-  IoRequest req;
-  req.op = op;
-  req.offset = offset;
-  req.buf = buf;
-  req.len = len;
-  SyncWaiter waiter;
-  waiter.Arm(&req);
-  dev->Submit(&req);
+  IoWaiter waiter(op, offset, buf, len);
+  waiter.Submit(dev);
   waiter.Wait();
-  if (req.result < 0) return RequestError(dev, req, req.result);
+  IoRequest req = waiter.request();
   req.on_complete = nullptr;
+  if (req.result < 0) return RequestError(dev, req, req.result);
   return req;
 }
 
