@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # VM tier: runs the device-contract suite on the zbd: backend against the
-# guest's null_blk zoned device and scsi_debug host-managed SMR disk (the
-# same suite the default build runs on mem: and emu:).
+# guest's null_blk zoned device and scsi_debug host-managed SMR disk, and the
+# file-rule suite on a volume formatted on null_blk (the same suites the
+# default build runs on mem: and emu:), in one boot.
 #   tests/vm/contract.sh BUILD_DIR [extra gtest args]
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=$(cd "${1:?usage: contract.sh BUILD_DIR}" && pwd)
 shift
 TEST="$BUILD/tests/device_contract_test"
-[ -x "$TEST" ] || { echo "contract.sh: $TEST not built" >&2; exit 1; }
+FILES="$BUILD/tests/file_rules_test"
+for t in "$TEST" "$FILES"; do
+  [ -x "$t" ] || { echo "contract.sh: $t not built" >&2; exit 1; }
+done
 
 # Both devices in one boot; the suite's zbd instances are named after them.
 exec "$HERE/run-in-vm.sh" -- /bin/sh -c '
   set -e
   [ -n "$ZFILE_VM_NULLBLK" ] && [ -n "$ZFILE_VM_SMR" ] || { echo "zoned devices missing in the guest" >&2; exit 1; }
   export ZFILE_TEST_ZBD_DEVICES="$ZFILE_VM_NULLBLK,$ZFILE_VM_SMR"
-  exec "$0" --gtest_filter="*zbd_*" --gtest_brief=1 "$@"
-' "$TEST" "$@"
+  rc=0
+  "$0" --gtest_filter="*zbd_*" --gtest_brief=1 || rc=1
+  ZFILE_TEST_ZBD_VOLUME="$ZFILE_VM_NULLBLK" "$1" --gtest_filter="*zbd_*" --gtest_brief=1 || rc=1
+  exit $rc
+' "$TEST" "$FILES"

@@ -13,6 +13,8 @@
 #include "base/status.h"
 #include "tools/zfile/command.h"
 #include "tools/zfile/device_commands.h"
+#include "tools/zfile/file_commands.h"
+#include "tools/zfile/fs_commands.h"
 
 #ifndef ZFILE_VERSION
 #define ZFILE_VERSION "unknown"
@@ -32,6 +34,9 @@ constexpr const char kExamples[] =
     "  zfile open emu:/var/tmp/zdev --zone 3\n"
     "  zfile reset emu:/var/tmp/zdev --all\n"
     "  zfile inject emu:/var/tmp/zdev --zone 5 --offline\n"
+    "  zfile mkfs emu:/var/tmp/zdev -L data -o aggr_cnv,perm=0660\n"
+    "  zfile ls seq -l --device emu:/var/tmp/zdev\n"
+    "  zfile zones --map --device emu:/var/tmp/zdev\n"
     "\n"
     "Devices: emu:DIR (emulated, in a directory), mem:?size=1G&zone_size=64M (emulated, in "
     "memory),\nzbd:/dev/X (kernel zoned block device). Sizes take K, M, G, T suffixes.";
@@ -50,6 +55,8 @@ int Main(int argc, char** argv) {
 
   zfile::cli::CommandTable commands;
   zfile::cli::RegisterDeviceCommands(&app, &commands);
+  zfile::cli::RegisterFsCommands(&app, &commands);
+  zfile::cli::RegisterFileCommands(&app, &commands);
   // Set after the subcommands exist, which would otherwise inherit it.
   app.footer(kExamples);
 

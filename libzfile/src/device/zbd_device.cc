@@ -8,15 +8,17 @@
 //    (EBUSY otherwise). Zone report and management use the BLK*ZONE ioctls
 //    directly rather than libzbd: libzbd 2.0.4 keeps its per-fd state in a
 //    static table of 1024 entries that zbd_open() indexes without a bounds
-//    check, which corrupts memory in a process with more than 1024 open
-//    files (a daemon), and its zone operations print to stdout.
+//    check (seen in the Debian 12 binary), which corrupts memory in a
+//    process with more than 1024 open files (a daemon); and a multi-zone
+//    operation there is one kernel range op, which neither stops at the
+//    first failing zone nor says which zone failed.
 //  - Data: one io_uring. Only the reaper thread touches the ring: it prepares
 //    SQEs, submits, reaps CQEs and runs the callbacks. Submit() queues work
 //    under mu_ and wakes the reaper through an eventfd that the reaper polls
-//    through the ring. One issuing thread means every request belongs to a
-//    thread that lives as long as the device: io_uring cancels requests that
-//    must be re-issued from the io-wq of a thread that has exited
-//    (-ECANCELED), and completion task work always runs on the reaper.
+//    through the ring. io_uring ties a request's async retry (io-wq) and its
+//    completion task work to the thread that submitted it; with one issuing
+//    thread that lives as long as the device, callers' threads may exit with
+//    requests in flight and never need to enter the kernel to complete them.
 //  - Ordering: writes and appends to a sequential zone are issued one at a
 //    time, in submission order, through a per-zone FIFO: the kernel may split
 //    or retry (io-wq) concurrent writes to one zone and reorder them. Reads
@@ -411,7 +413,7 @@ Status ZbdDevice::OpenAndProbe() {
     int err = errno;
     if (err == ENOENT) return Status(err, path_ + " does not exist");
     if (err == EACCES) return Status(err, "permission denied looking up " + path_);
-    return Status(err, "cannot stat " + path_ + ": " + std::strerror(err));
+    return Status(err, "cannot stat " + path_);
   }
   if (!S_ISBLK(st.st_mode)) {
     return Status(ENOTBLK, path_ + " is not a block device (the zbd: backend needs a zoned block "
@@ -442,7 +444,7 @@ Status ZbdDevice::OpenAndProbe() {
       return Status(err, path_ + " is busy: mounted, or opened exclusively by another program");
     }
     if (err == EROFS) return Status(err, path_ + " is read-only");
-    return Status(err, "cannot open " + path_ + ": " + std::strerror(err));
+    return Status(err, "cannot open " + path_);
   }
   fd_.Reset(fd);
   struct stat fst {};

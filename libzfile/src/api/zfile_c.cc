@@ -1,0 +1,276 @@
+// The C API (include/zfile/zfile.h) over the embedded engine. Every entry
+// point catches nothing and throws nothing: errors are Status values turned
+// into a negative errno plus a thread-local message.
+#include "zfile/zfile.h"
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "api/zfile_internal.h"
+#include "device/zoned_device.h"
+#include "engine/mount_options.h"
+#include "engine/volume.h"
+
+struct zfile_vol {
+  std::unique_ptr<zfile::Volume> volume;
+};
+
+struct zfile_file {
+  zfile_vol* vol;
+  std::unique_ptr<zfile::FileHandle> handle;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+int Fail(const zfile::Status& s) {
+  last_error = s.ToString();
+  return -s.err();
+}
+
+int Fail(int err, std::string message) { return Fail(zfile::Status(err, std::move(message))); }
+
+int Ok() {
+  last_error.clear();
+  return 0;
+}
+
+template <typename T>
+ssize_t Count(const zfile::Result<T>& r) {
+  if (!r.ok()) return Fail(r.status());
+  last_error.clear();
+  return static_cast<ssize_t>(*r);
+}
+
+int ToCond(zfile::ZoneCondition c) {
+  switch (c) {
+    case zfile::ZoneCondition::kNotWp:
+      return ZFILE_COND_NOT_WP;
+    case zfile::ZoneCondition::kEmpty:
+      return ZFILE_COND_EMPTY;
+    case zfile::ZoneCondition::kImplicitOpen:
+      return ZFILE_COND_IMP_OPEN;
+    case zfile::ZoneCondition::kExplicitOpen:
+      return ZFILE_COND_EXP_OPEN;
+    case zfile::ZoneCondition::kClosed:
+      return ZFILE_COND_CLOSED;
+    case zfile::ZoneCondition::kFull:
+      return ZFILE_COND_FULL;
+    case zfile::ZoneCondition::kReadOnly:
+      return ZFILE_COND_READONLY;
+    case zfile::ZoneCondition::kOffline:
+      return ZFILE_COND_OFFLINE;
+  }
+  return ZFILE_COND_NOT_WP;
+}
+
+void ToStat(const zfile::FileStat& in, struct zfile_stat* out) {
+  std::memset(out, 0, sizeof(*out));
+  out->size = in.size;
+  out->max_size = in.max_size;
+  out->zone_start = in.zone_start;
+  out->zone_len = in.zone_len;
+  out->ino = in.ino;
+  out->blocks = in.blocks;
+  out->block_size = in.block_size;
+  out->mode = in.mode;
+  out->uid = in.uid;
+  out->gid = in.gid;
+  out->type = (in.mode & 0170000) == 0040000            ? ZFILE_TYPE_DIR
+              : in.kind == zfile::FileKind::kSequential ? ZFILE_TYPE_SEQ
+                                                        : ZFILE_TYPE_CNV;
+  out->cond = ToCond(in.cond);
+}
+
+bool IsClientUri(const char* uri) {
+  return std::strncmp(uri, "zfiled:", 7) == 0 || std::strncmp(uri, "unix:", 5) == 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int zfile_vol_open(const char* uri, const char* options, zfile_vol** vol) {
+  if (uri == nullptr || vol == nullptr) return Fail(EINVAL, "zfile_vol_open: NULL argument");
+  *vol = nullptr;
+  if (IsClientUri(uri)) {
+    return Fail(EPROTONOSUPPORT, std::string("'") + uri +
+                                     "': daemon client mode is not available in this build yet");
+  }
+  auto opts = zfile::MountOptions::Parse(options == nullptr ? "" : options);
+  if (!opts.ok()) return Fail(opts.status());
+  auto dev = zfile::OpenDevice(uri);
+  if (!dev.ok()) return Fail(dev.status());
+  auto mounted = zfile::Volume::Mount(std::move(dev).value(), *opts);
+  if (!mounted.ok()) return Fail(mounted.status());
+  auto* v = new (std::nothrow) zfile_vol;
+  if (v == nullptr) return Fail(ENOMEM, "out of memory");
+  v->volume = std::move(mounted).value();
+  *vol = v;
+  return Ok();
+}
+
+int zfile_vol_close(zfile_vol* vol) {
+  if (vol == nullptr) return Fail(EINVAL, "zfile_vol_close: NULL volume");
+  zfile::Status s = vol->volume->Unmount();
+  delete vol;
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int zfile_vol_sync(zfile_vol* vol) {
+  if (vol == nullptr) return Fail(EINVAL, "zfile_vol_sync: NULL volume");
+  zfile::Status s = vol->volume->Sync();
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int zfile_vol_info(zfile_vol* vol, struct zfile_vol_info* info) {
+  if (vol == nullptr || info == nullptr) return Fail(EINVAL, "zfile_vol_info: NULL argument");
+  const zfile::VolumeInfo v = vol->volume->Info();
+  std::memset(info, 0, sizeof(*info));
+  info->nr_cnv_files = v.nr_cnv_files;
+  info->nr_seq_files = v.nr_seq_files;
+  info->block_size = v.block_size;
+  info->max_open = v.max_open;
+  info->max_active = v.max_active;
+  info->open_zones = v.open_zones;
+  info->active_zones = v.active_zones;
+  info->read_only = v.read_only ? 1 : 0;
+  info->zone_size = v.zone_size;
+  info->zone_capacity = v.zone_capacity;
+  std::strncpy(info->label, v.label.c_str(), sizeof(info->label) - 1);
+  std::strncpy(info->uuid, v.uuid.c_str(), sizeof(info->uuid) - 1);
+  return Ok();
+}
+
+int zfile_vol_stats(zfile_vol* vol, char* json, size_t len) {
+  if (vol == nullptr || json == nullptr) return Fail(EINVAL, "zfile_vol_stats: NULL argument");
+  const std::string s = vol->volume->StatsJson();
+  if (s.size() + 1 > len) {
+    return Fail(ERANGE, "zfile_vol_stats: buffer of " + std::to_string(len) +
+                            " bytes is too small (need " + std::to_string(s.size() + 1) + ")");
+  }
+  std::memcpy(json, s.c_str(), s.size() + 1);
+  last_error.clear();
+  return static_cast<int>(s.size());
+}
+
+int zfile_open(zfile_vol* vol, const char* path, int flags, zfile_file** file) {
+  if (vol == nullptr || path == nullptr || file == nullptr) {
+    return Fail(EINVAL, "zfile_open: NULL argument");
+  }
+  *file = nullptr;
+  auto h = vol->volume->Open(path, flags);
+  if (!h.ok()) return Fail(h.status());
+  auto* f = new (std::nothrow) zfile_file;
+  if (f == nullptr) return Fail(ENOMEM, "out of memory");
+  f->vol = vol;
+  f->handle = std::move(h).value();
+  *file = f;
+  return Ok();
+}
+
+int zfile_close(zfile_file* file) {
+  if (file == nullptr) return Fail(EINVAL, "zfile_close: NULL file");
+  delete file;
+  return Ok();
+}
+
+ssize_t zfile_pread(zfile_file* file, void* buf, size_t len, uint64_t off) {
+  return zfile_pread2(file, buf, len, off, 0);
+}
+
+ssize_t zfile_pwrite(zfile_file* file, const void* buf, size_t len, uint64_t off) {
+  return zfile_pwrite2(file, buf, len, off, 0);
+}
+
+ssize_t zfile_pread2(zfile_file* file, void* buf, size_t len, uint64_t off, int rwf) {
+  if (file == nullptr || (buf == nullptr && len != 0))
+    return Fail(EINVAL, "zfile_pread: NULL argument");
+  return Count(file->handle->PRead(buf, len, off, rwf));
+}
+
+ssize_t zfile_pwrite2(zfile_file* file, const void* buf, size_t len, uint64_t off, int rwf) {
+  if (file == nullptr || (buf == nullptr && len != 0))
+    return Fail(EINVAL, "zfile_pwrite: NULL argument");
+  return Count(file->handle->PWrite(buf, len, off, rwf));
+}
+
+ssize_t zfile_append(zfile_file* file, const void* buf, size_t len, uint64_t* off) {
+  if (file == nullptr || (buf == nullptr && len != 0))
+    return Fail(EINVAL, "zfile_append: NULL argument");
+  uint64_t landed = 0;
+  auto r = file->handle->Append(buf, len, &landed);
+  if (r.ok() && off != nullptr) *off = landed;
+  return Count(r);
+}
+
+int zfile_fsync(zfile_file* file) {
+  if (file == nullptr) return Fail(EINVAL, "zfile_fsync: NULL file");
+  zfile::Status s = file->handle->Fsync();
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int zfile_ftruncate(zfile_file* file, uint64_t size) {
+  if (file == nullptr) return Fail(EINVAL, "zfile_ftruncate: NULL file");
+  zfile::Status s = file->handle->Truncate(size);
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int zfile_fstat(zfile_file* file, struct zfile_stat* st) {
+  if (file == nullptr || st == nullptr) return Fail(EINVAL, "zfile_fstat: NULL argument");
+  zfile::FileStat fs;
+  file->handle->Stat(&fs);
+  ToStat(fs, st);
+  return Ok();
+}
+
+int zfile_stat(zfile_vol* vol, const char* path, struct zfile_stat* st) {
+  if (vol == nullptr || path == nullptr || st == nullptr)
+    return Fail(EINVAL, "zfile_stat: NULL argument");
+  zfile::FileStat fs;
+  zfile::Status s = vol->volume->StatPath(path, &fs);
+  if (!s.ok()) return Fail(s);
+  ToStat(fs, st);
+  return Ok();
+}
+
+int zfile_chmod(zfile_vol* vol, const char* path, uint32_t mode) {
+  if (vol == nullptr || path == nullptr) return Fail(EINVAL, "zfile_chmod: NULL argument");
+  auto inode = vol->volume->Lookup(path);
+  if (!inode.ok()) return Fail(inode.status());
+  zfile::Status s = (*inode)->Chmod(mode);
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int zfile_chown(zfile_vol* vol, const char* path, uint32_t uid, uint32_t gid) {
+  if (vol == nullptr || path == nullptr) return Fail(EINVAL, "zfile_chown: NULL argument");
+  auto inode = vol->volume->Lookup(path);
+  if (!inode.ok()) return Fail(inode.status());
+  zfile::Status s = (*inode)->Chown(uid, gid);
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int zfile_map(zfile_file* file, uint64_t, size_t, const void** addr, zfile_view** view) {
+  if (addr != nullptr) *addr = nullptr;
+  if (view != nullptr) *view = nullptr;
+  if (file == nullptr) return Fail(EINVAL, "zfile_map: NULL file");
+  // Mapped views come with the coherency layer (two-state lock and pins).
+  return Fail(ENOSYS, "zfile_map: mapped views are not available in this build yet");
+}
+
+int zfile_unmap(zfile_view* view) {
+  if (view == nullptr) return Fail(EINVAL, "zfile_unmap: NULL view");
+  return Fail(ENOSYS, "zfile_unmap: mapped views are not available in this build yet");
+}
+
+const char* zfile_last_error(void) { return last_error.c_str(); }
+
+}  // extern "C"
+
+namespace zfile {
+Volume* InternalVolume(zfile_vol* vol) { return vol == nullptr ? nullptr : vol->volume.get(); }
+}  // namespace zfile

@@ -1,0 +1,458 @@
+#include "engine/file_inode.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "device/io_waiter.h"
+#include "engine/volume.h"
+
+namespace zfile {
+namespace {
+
+constexpr size_t kDirectAlign = 4096;
+
+bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0; }
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using AlignedPtr = std::unique_ptr<uint8_t, FreeDeleter>;
+
+Result<AlignedPtr> AllocAligned(size_t len) {
+  void* p =
+      std::aligned_alloc(kDirectAlign, (len + kDirectAlign - 1) / kDirectAlign * kDirectAlign);
+  if (p == nullptr)
+    return Status(ENOMEM, "out of memory for a " + std::to_string(len) + "-byte bounce buffer");
+  return AlignedPtr(static_cast<uint8_t*>(p));
+}
+
+std::string FileName(FileKind kind, uint32_t number) {
+  return std::string(kind == FileKind::kSequential ? "seq/" : "cnv/") + std::to_string(number);
+}
+
+}  // namespace
+
+FileInode::FileInode(Volume* vol, FileKind kind, uint32_t number, const ZoneFile& layout)
+    : vol_(vol),
+      kind_(kind),
+      path_(FileName(kind, number)),
+      first_zone_(layout.first_zone),
+      nr_zones_(layout.nr_zones),
+      dev_start_(layout.start),
+      zone_len_(layout.zone_len),
+      capacity_(layout.capacity),
+      block_size_(vol->device()->info().block_size) {
+  slot_.zone = first_zone_;
+  const Superblock& sb = vol->superblock();
+  mode_ = sb.file_perm();
+  uid_ = sb.file_uid();
+  gid_ = sb.file_gid();
+}
+
+FileInode::~FileInode() = default;
+
+void FileInode::InitState(uint64_t wp_offset, ZoneCondition cond) {
+  uint64_t size = sequential() ? std::min(wp_offset, capacity_) : capacity_;
+  FileHealth health = FileHealth::kGood;
+  if (cond == ZoneCondition::kOffline) {
+    // zonefs: an offline zone's file has size 0 and no access at all.
+    health = FileHealth::kOffline;
+    size = 0;
+    mode_ = 0;
+  } else if (cond == ZoneCondition::kReadOnly) {
+    health = FileHealth::kReadOnly;
+    mode_ = mode_.load() & ~0222u;
+  } else if (cond == ZoneCondition::kFull && sequential()) {
+    size = capacity_;
+  }
+  health_ = static_cast<uint8_t>(health);
+  size_ = size;
+  reserved_ = size;
+}
+
+FileHealth FileInode::health() const { return static_cast<FileHealth>(health_.load()); }
+
+void FileInode::Stat(FileStat* st) const {
+  const DeviceInfo& di = vol_->device()->info();
+  st->size = size_.load();
+  st->max_size = capacity_;
+  st->zone_start = dev_start_;
+  st->zone_len = zone_len_;
+  st->block_size = di.block_size;
+  st->ino = first_zone_;  // zonefs numbers a file's inode by its zone
+  st->mode = S_IFREG | mode_.load();
+  st->uid = uid_.load();
+  st->gid = gid_.load();
+  st->kind = kind_;
+  st->blocks = (st->size + 511) / 512;
+  st->cond = ZoneCondition::kNotWp;
+  if (sequential()) {
+    auto z = vol_->device()->ReportZone(first_zone_);
+    st->cond = z.ok() ? z->cond : ZoneCondition::kOffline;
+  }
+}
+
+Status FileInode::Chmod(uint32_t mode) {
+  if ((mode & ~07777u) != 0)
+    return Status(EINVAL, "mode " + std::to_string(mode) + " has bits outside 07777");
+  if (vol_->read_only()) return Status(EROFS, path_ + ": the volume is read-only");
+  if (health() == FileHealth::kOffline) return Status(EPERM, path_ + ": zone is offline");
+  mode_ = mode;
+  return Status();
+}
+
+Status FileInode::Chown(uint32_t uid, uint32_t gid) {
+  if (vol_->read_only()) return Status(EROFS, path_ + ": the volume is read-only");
+  if (health() == FileHealth::kOffline) return Status(EPERM, path_ + ": zone is offline");
+  if (uid != UINT32_MAX) uid_ = uid;
+  if (gid != UINT32_MAX) gid_ = gid;
+  return Status();
+}
+
+Status FileInode::CheckWritable() const {
+  if (vol_->read_only()) return Status(EROFS, path_ + ": the volume is read-only");
+  switch (health()) {
+    case FileHealth::kOffline:
+      return Status(EPERM, path_ + ": zone is offline");
+    case FileHealth::kReadOnly:
+      return Status(EPERM, path_ + ": zone is read-only");
+    default:
+      return Status();
+  }
+}
+
+Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags flags) {
+  if (health() == FileHealth::kOffline) return Status(EPERM, path_ + ": zone is offline");
+  if (flags.direct && (offset % block_size_ != 0 || len % block_size_ != 0)) {
+    return Status(EINVAL, path_ + ": direct read at " + std::to_string(offset) + " of " +
+                              std::to_string(len) + " bytes is not aligned to the " +
+                              std::to_string(block_size_) + "-byte block size");
+  }
+  const uint64_t size = size_.load();
+  if (offset >= size || len == 0) return size_t{0};
+  len = static_cast<size_t>(std::min<uint64_t>(len, size - offset));
+  VolumeStats& stats = vol_->stats();
+  if (!flags.direct) {
+    auto r = cache_->Read(offset, buf, len, size);
+    if (!r.ok()) {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(r.status(), "buffered read", offset, len);
+    }
+    stats.buffered_read_ops++;
+    stats.buffered_read_bytes += *r;
+    return r;
+  }
+  // Direct reads see dirty cached data: write it back first.
+  if (!sequential()) ZF_RETURN_IF_ERROR(cache_->WriteBack(offset, len));
+  // Sizes are block multiples, so the clipped length still is.
+  auto r = DeviceRead(offset, buf, len);
+  if (!r.ok()) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return HandleIoErrorLocked(r.status(), "direct read", offset, len);
+  }
+  stats.direct_read_ops++;
+  stats.direct_read_bytes += *r;
+  return r;
+}
+
+Result<size_t> FileInode::Write(const void* buf, size_t len, uint64_t offset, IoFlags flags,
+                                uint64_t* landed) {
+  ZF_RETURN_IF_ERROR(CheckWritable());
+  if (sequential()) return WriteSequential(buf, len, offset, flags, landed);
+  if (flags.append) {
+    return Status(EINVAL, path_ + ": O_APPEND is not allowed on conventional files");
+  }
+  auto r = WriteConventional(buf, len, offset, flags);
+  if (r.ok() && landed != nullptr) *landed = offset;
+  return r;
+}
+
+Result<size_t> FileInode::WriteConventional(const void* buf, size_t len, uint64_t offset,
+                                            IoFlags flags) {
+  if (offset >= capacity_) {
+    return Status(EFBIG, path_ + ": write at " + std::to_string(offset) +
+                             " is at or past the file's maximum size " + std::to_string(capacity_));
+  }
+  if (len == 0) return size_t{0};
+  len = static_cast<size_t>(std::min<uint64_t>(len, capacity_ - offset));
+  VolumeStats& stats = vol_->stats();
+  if (flags.direct) {
+    if (offset % block_size_ != 0 || len % block_size_ != 0) {
+      return Status(EINVAL, path_ + ": direct write at " + std::to_string(offset) + " of " +
+                                std::to_string(len) + " bytes is not aligned to the " +
+                                std::to_string(block_size_) + "-byte block size");
+    }
+    // The device copy becomes the truth: cached pages of the range go.
+    ZF_RETURN_IF_ERROR(cache_->Invalidate(offset, len));
+    Status s = DeviceWrite(offset, buf, len);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(s, "direct write", offset, len);
+    }
+    stats.direct_write_ops++;
+    stats.direct_write_bytes += len;
+    return len;
+  }
+  auto r = flags.sync ? cache_->WriteThrough(offset, buf, len, capacity_)
+                      : cache_->Write(offset, buf, len, capacity_);
+  if (!r.ok()) {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    return HandleIoErrorLocked(r.status(), "buffered write", offset, len);
+  }
+  if (flags.sync) {
+    stats.writethrough_writes++;
+    ZF_RETURN_IF_ERROR(vol_->device()->Flush());
+  }
+  stats.buffered_write_ops++;
+  stats.buffered_write_bytes += *r;
+  return r;
+}
+
+Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t offset,
+                                          IoFlags flags, uint64_t* landed) {
+  if (!flags.direct && vol_->options().seq_buffered_reject) {
+    return Status(EIO, path_ +
+                           ": buffered writes to sequential files are refused "
+                           "(mount option seq_buffered=reject)");
+  }
+  VolumeStats& stats = vol_->stats();
+  std::unique_lock<std::mutex> lock(write_mu_);
+  ZF_RETURN_IF_ERROR(CheckWritable());
+  const uint64_t wp = reserved_;
+  if (flags.append) offset = wp;
+  if (offset >= capacity_) {
+    return Status(EFBIG, path_ + ": write at " + std::to_string(offset) +
+                             " is at or past the zone capacity " + std::to_string(capacity_));
+  }
+  if (offset != wp) {
+    return Status(EINVAL, path_ + ": write at " + std::to_string(offset) +
+                              " is not at the write pointer " + std::to_string(wp) +
+                              " (sequential files are append-only)");
+  }
+  if (len % block_size_ != 0) {
+    return Status(EINVAL, path_ + ": write of " + std::to_string(len) +
+                              " bytes is not a multiple of the " + std::to_string(block_size_) +
+                              "-byte block size (sequential files take whole blocks)");
+  }
+  if (len == 0) return size_t{0};
+  len = static_cast<size_t>(std::min<uint64_t>(len, capacity_ - offset));
+  ZF_RETURN_IF_ERROR(vol_->resources().BeginWrite(&slot_, wp == 0));
+  const uint64_t end = offset + len;
+  Status result;
+  if (!flags.direct) {
+    // Written through while holding write_mu_: the next writer's blocks
+    // cannot overtake these on their way to the device.
+    auto r = cache_->WriteThrough(offset, buf, len, end);
+    result = r.status();
+    if (r.ok()) {
+      stats.writethrough_writes++;
+      stats.buffered_write_ops++;
+      stats.buffered_write_bytes += len;
+    }
+  } else {
+    // Submitted under write_mu_ (device order = offset order), waited for
+    // without it, so several direct writes can be in flight on one zone.
+    reserved_ = end;
+    ++inflight_;
+    // Nothing valid is cached at or above the write pointer, but blocks past
+    // the old size may be cached as zeros: they must not outlive this write.
+    cache_->Discard(offset);
+    AlignedPtr bounce;
+    const void* src = buf;
+    if (!Aligned(buf)) {
+      auto b = AllocAligned(len);
+      if (!b.ok()) {
+        reserved_ = offset;
+        --inflight_;
+        vol_->resources().EndWrite(&slot_, false, wp == 0);
+        return b.status();
+      }
+      bounce = std::move(b).value();
+      std::memcpy(bounce.get(), buf, len);
+      src = bounce.get();
+    }
+    IoWaiter io(IoOp::kWrite, dev_start_ + offset, const_cast<void*>(src), len);
+    io.Submit(vol_->device());
+    lock.unlock();
+    const int64_t r = io.Wait();
+    lock.lock();
+    --inflight_;
+    if (r < 0) {
+      result = Status(static_cast<int>(-r), "direct write of " + std::to_string(len) +
+                                                " bytes at " + std::to_string(offset) + " failed");
+    } else {
+      stats.direct_write_ops++;
+      stats.direct_write_bytes += len;
+    }
+    writes_done_cv_.notify_all();
+  }
+  if (!result.ok()) {
+    vol_->resources().EndWrite(&slot_, false, false);
+    return HandleIoErrorLocked(result, flags.direct ? "direct write" : "buffered write", offset,
+                               len);
+  }
+  // Completions arrive in device order; the size only grows.
+  if (end > size_.load()) size_ = end;
+  if (flags.direct == false) reserved_ = std::max(reserved_, end);
+  vol_->resources().EndWrite(&slot_, end == capacity_, false);
+  if (flags.sync) ZF_RETURN_IF_ERROR(vol_->device()->Flush());
+  if (landed != nullptr) *landed = offset;
+  return len;
+}
+
+void FileInode::WaitNoWritesLocked(std::unique_lock<std::mutex>& lock) {
+  writes_done_cv_.wait(lock, [this] { return inflight_ == 0; });
+}
+
+Status FileInode::Truncate(uint64_t size) {
+  if (vol_->read_only()) return Status(EROFS, path_ + ": the volume is read-only");
+  if (!sequential()) {
+    return Status(EPERM, path_ + ": conventional files cannot be truncated (their size is fixed)");
+  }
+  std::unique_lock<std::mutex> lock(write_mu_);
+  ZF_RETURN_IF_ERROR(CheckWritable());
+  if (size != 0 && size != capacity_) {
+    return Status(EPERM, path_ +
+                             ": a sequential file can only be truncated to 0 (zone reset) or "
+                             "to its capacity " +
+                             std::to_string(capacity_) + " (zone finish)");
+  }
+  WaitNoWritesLocked(lock);
+  const ZoneOp op = size == 0 ? ZoneOp::kReset : ZoneOp::kFinish;
+  if (op == ZoneOp::kFinish) ZF_RETURN_IF_ERROR(vol_->resources().PrepareFinish(&slot_));
+  Status s = vol_->device()->ManageZones(op, first_zone_, 1);
+  if (!s.ok()) return HandleIoErrorLocked(s, size == 0 ? "zone reset" : "zone finish", 0, 0);
+  if (size == 0) {
+    cache_->Discard(0);
+    vol_->stats().zone_resets++;
+  } else {
+    vol_->stats().zone_finishes++;
+  }
+  size_ = size;
+  reserved_ = size;
+  vol_->resources().Released(&slot_);
+  return Status();
+}
+
+Status FileInode::Fsync() {
+  if (!sequential()) {
+    Status s = cache_->WriteBack(0, 0);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(s, "write-back", 0, 0);
+    }
+  }
+  return vol_->device()->Flush();
+}
+
+Status FileInode::WriteBack() { return sequential() ? Status() : cache_->WriteBack(0, 0); }
+
+Status FileInode::OpenForWrite() {
+  if (!sequential() || !vol_->resources().explicit_open()) return Status();
+  const uint64_t size = size_.load();
+  return vol_->resources().OpenForWrite(&slot_, size == 0, size == capacity_);
+}
+
+void FileInode::CloseForWrite() {
+  if (!sequential() || !vol_->resources().explicit_open()) return;
+  const uint64_t size = size_.load();
+  vol_->resources().CloseForWrite(&slot_, size == 0, size == capacity_);
+}
+
+Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len) {
+  ZonedDevice* dev = vol_->device();
+  if (Aligned(buf)) {
+    auto r = dev->Read(dev_start_ + offset, buf, len);
+    if (!r.ok()) return r.status();
+    return len;
+  }
+  ZF_ASSIGN_OR_RETURN(AlignedPtr bounce, AllocAligned(len));
+  auto r = dev->Read(dev_start_ + offset, bounce.get(), len);
+  if (!r.ok()) return r.status();
+  std::memcpy(buf, bounce.get(), len);
+  return len;
+}
+
+Status FileInode::DeviceWrite(uint64_t offset, const void* buf, size_t len) {
+  ZonedDevice* dev = vol_->device();
+  if (Aligned(buf)) return dev->Write(dev_start_ + offset, buf, len).status();
+  ZF_ASSIGN_OR_RETURN(AlignedPtr bounce, AllocAligned(len));
+  std::memcpy(bounce.get(), buf, len);
+  return dev->Write(dev_start_ + offset, bounce.get(), len).status();
+}
+
+Status FileInode::ReadBlocks(uint64_t offset, void* buf, size_t len) {
+  return DeviceRead(offset, buf, len).status();
+}
+
+Status FileInode::WriteBlocks(uint64_t offset, const void* buf, size_t len) {
+  return DeviceWrite(offset, buf, len);
+}
+
+Status FileInode::HandleIoErrorLocked(const Status& error, const char* what, uint64_t offset,
+                                      size_t len) {
+  // Errors that the device never saw (bad arguments, memory) change nothing.
+  if (error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN) return error;
+  // Zone resources refused: nothing is wrong with the media. zfile's own
+  // accounting should prevent this; if another user of the device holds
+  // zones open, say so rather than apply the errors= policy.
+  if (error.err() == ETOOMANYREFS || error.err() == EOVERFLOW) {
+    return Status(EBUSY, path_ + ": " + what + ": " + error.message() +
+                             " (zones held open outside this volume?)");
+  }
+  vol_->stats().errors++;
+  const ErrorPolicy policy = vol_->options().errors;
+  auto zone = vol_->device()->ReportZone(first_zone_);
+  ZoneCondition cond = zone.ok() ? zone->cond : ZoneCondition::kOffline;
+  uint64_t wp = capacity_;
+  if (sequential() && zone.ok()) {
+    wp = cond == ZoneCondition::kFull ? capacity_ : std::min(zone->wp - zone->start, capacity_);
+  }
+  FileHealth health = FileHealth::kGood;
+  uint64_t size = sequential() ? wp : capacity_;
+  if (cond == ZoneCondition::kOffline) {
+    health = FileHealth::kOffline;
+    size = 0;
+  } else if (cond == ZoneCondition::kReadOnly) {
+    health = FileHealth::kReadOnly;
+  } else {
+    switch (policy) {
+      case ErrorPolicy::kRemountRo:
+        vol_->SetReadOnly(path_ + ": " + what + " error");
+        break;
+      case ErrorPolicy::kZoneRo:
+        health = FileHealth::kReadOnly;
+        break;
+      case ErrorPolicy::kZoneOffline:
+        health = FileHealth::kOffline;
+        size = 0;
+        break;
+      case ErrorPolicy::kRepair:
+        break;
+    }
+  }
+  if (health == FileHealth::kOffline) {
+    mode_ = 0;
+  } else if (health == FileHealth::kReadOnly) {
+    mode_ = mode_.load() & ~0222u;
+  }
+  if (health != FileHealth::kGood) health_ = static_cast<uint8_t>(health);
+  if (sequential()) {
+    cache_->Discard(size);
+    size_ = size;
+    reserved_ = size;
+    if (health != FileHealth::kGood) vol_->resources().Released(&slot_);
+  }
+  std::string msg = path_ + ": " + what;
+  if (len != 0) msg += " of " + std::to_string(len) + " bytes at " + std::to_string(offset);
+  msg += " failed: " + error.message() + "; zone " + std::to_string(first_zone_) + " is " +
+         std::string(ConditionName(cond)) + ", file size now " + std::to_string(size) +
+         " (errors=" + std::string(ErrorPolicyName(policy)) + ")";
+  return Status(error.err(), msg);
+}
+
+}  // namespace zfile

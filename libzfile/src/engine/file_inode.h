@@ -1,0 +1,146 @@
+// FileInode: one zonefs file (a zone, or aggregated conventional zones) and
+// its I/O rules, exactly as kernel zonefs applies them (SPEC section 4):
+//  - reads are clipped at the file size; direct I/O must be block-aligned;
+//  - conventional files take random writes up to their fixed size;
+//    O_APPEND is EINVAL, truncate EPERM;
+//  - sequential files take writes only at the write pointer (counting writes
+//    in flight), block-aligned (EINVAL), below capacity (EFBIG); truncate to 0
+//    resets the zone, to capacity finishes it, anything else is EPERM;
+//  - buffered writes to sequential files are written through at once, in
+//    order (zfile extension; seq_buffered=reject gives EIO);
+//  - O_SYNC/O_DSYNC/RWF_DSYNC buffered writes are written through;
+//  - after an I/O error the zone is re-reported, the size resynchronised to
+//    the write pointer and the errors= policy applied.
+// Thread-safe. The size of a sequential file is its completed write
+// pointer; writes in flight are counted separately so that the next writer
+// knows where to write.
+#ifndef ZFILE_ENGINE_FILE_INODE_H_
+#define ZFILE_ENGINE_FILE_INODE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/status.h"
+#include "cache/page_cache.h"
+#include "device/zone.h"
+#include "engine/zone_resources.h"
+#include "format/layout.h"
+
+namespace zfile {
+
+class Volume;
+
+enum class FileKind : uint8_t { kConventional, kSequential };
+// What the errors= policy (or the zone's condition at mount) left the file.
+enum class FileHealth : uint8_t { kGood, kReadOnly, kOffline };
+
+struct FileStat {
+  uint64_t size = 0;
+  uint64_t max_size = 0;  // zone capacity
+  uint64_t zone_start = 0;
+  uint64_t zone_len = 0;
+  uint32_t block_size = 0;
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // S_IFREG | permission bits
+  uint32_t uid = 0, gid = 0;
+  FileKind kind = FileKind::kConventional;
+  ZoneCondition cond = ZoneCondition::kNotWp;
+  uint64_t blocks = 0;  // 512-byte units, as st_blocks
+};
+
+// Per-call I/O flags, from open flags and RWF_* flags.
+struct IoFlags {
+  bool direct = false;
+  bool sync = false;    // O_SYNC / O_DSYNC / RWF_SYNC / RWF_DSYNC
+  bool append = false;  // O_APPEND / RWF_APPEND
+  bool nowait = false;  // RWF_NOWAIT
+};
+
+class FileInode final : public CacheBacking {
+ public:
+  FileInode(Volume* vol, FileKind kind, uint32_t number, const ZoneFile& layout);
+  ~FileInode() override;
+
+  // Mount-time state: the zone's write pointer offset and condition.
+  void InitState(uint64_t wp_offset, ZoneCondition cond);
+  void AttachCache(std::unique_ptr<CachedFile> cache) { cache_ = std::move(cache); }
+  ZoneSlot* slot() { return &slot_; }
+
+  const std::string& path() const { return path_; }
+  FileKind kind() const { return kind_; }
+  bool sequential() const { return kind_ == FileKind::kSequential; }
+  uint64_t size() const { return size_.load(); }
+  uint64_t capacity() const { return capacity_; }
+  FileHealth health() const;
+  uint32_t first_zone() const { return first_zone_; }
+
+  void Stat(FileStat* st) const;
+  Status Chmod(uint32_t mode);
+  Status Chown(uint32_t uid, uint32_t gid);
+
+  Result<size_t> Read(void* buf, size_t len, uint64_t offset, IoFlags flags);
+  // `offset` is ignored for appends; `*landed` (if set) receives where the
+  // data went.
+  Result<size_t> Write(const void* buf, size_t len, uint64_t offset, IoFlags flags,
+                       uint64_t* landed);
+  Status Truncate(uint64_t size);
+  Status Fsync();
+
+  // explicit-open bookkeeping for handles opened for writing.
+  Status OpenForWrite();
+  void CloseForWrite();
+
+  // Writes back dirty pages (conventional files).
+  Status WriteBack();
+
+  // CacheBacking: file offsets to device offsets.
+  Status ReadBlocks(uint64_t offset, void* buf, size_t len) override;
+  Status WriteBlocks(uint64_t offset, const void* buf, size_t len) override;
+
+ private:
+  Status CheckWritable() const;
+  Result<size_t> WriteConventional(const void* buf, size_t len, uint64_t offset, IoFlags flags);
+  Result<size_t> WriteSequential(const void* buf, size_t len, uint64_t offset, IoFlags flags,
+                                 uint64_t* landed);
+  // Device I/O at a file offset, through an aligned bounce buffer when the
+  // caller's memory is not aligned for O_DIRECT.
+  Result<size_t> DeviceRead(uint64_t offset, void* buf, size_t len);
+  Status DeviceWrite(uint64_t offset, const void* buf, size_t len);
+  // After an I/O error: re-report, resynchronise, apply the errors= policy.
+  // Caller holds write_mu_.
+  Status HandleIoErrorLocked(const Status& error, const char* what, uint64_t offset, size_t len);
+  void WaitNoWritesLocked(std::unique_lock<std::mutex>& lock);
+
+  Volume* const vol_;
+  const FileKind kind_;
+  const std::string path_;
+  const uint32_t first_zone_;
+  const uint32_t nr_zones_;
+  const uint64_t dev_start_;
+  const uint64_t zone_len_;
+  const uint64_t capacity_;
+  const uint32_t block_size_;
+
+  std::unique_ptr<CachedFile> cache_;
+  ZoneSlot slot_;
+
+  std::atomic<uint64_t> size_{0};
+  std::atomic<uint8_t> health_{0};
+  std::atomic<uint32_t> mode_{0}, uid_{0}, gid_{0};
+
+  // Sequential files: orders writers. Held from the write pointer check to
+  // the submission of the write, so writes reach the device in the order
+  // of their offsets; not held while a direct write is in flight.
+  std::mutex write_mu_;
+  std::condition_variable writes_done_cv_;
+  uint64_t reserved_ = 0;  // write pointer including writes in flight
+  uint32_t inflight_ = 0;  // direct writes submitted, not completed
+};
+
+}  // namespace zfile
+
+#endif  // ZFILE_ENGINE_FILE_INODE_H_

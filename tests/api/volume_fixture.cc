@@ -1,0 +1,165 @@
+#include "volume_fixture.h"
+
+#include <atomic>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "base/uri.h"
+#include "device/emu_backend.h"
+#include "device/zoned_device.h"
+
+namespace zfile::testing {
+
+std::vector<VolumeParam> VolumesUnderTest() {
+  std::vector<VolumeParam> out = {{"mem", "mem", ""}, {"emu", "emu", ""}};
+  // A kernel zoned device with the VM tier's null_blk geometry; the suite
+  // reformats it.
+  if (const char* dev = std::getenv("ZFILE_TEST_ZBD_VOLUME")) {
+    std::string name = "zbd_";
+    for (const char* c = std::strrchr(dev, '/') ? std::strrchr(dev, '/') + 1 : dev; *c; ++c) {
+      name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
+    }
+    out.push_back({name, "zbd", dev});
+  }
+  return out;
+}
+
+uint8_t* AlignedAlloc(size_t len) {
+  return static_cast<uint8_t*>(std::aligned_alloc(4096, (len + 4095) / 4096 * 4096 + 4096));
+}
+
+static uint8_t PatternByte(uint64_t off, uint32_t seed) {
+  uint64_t x = (off / 8) * 0x9E3779B97F4A7C15ull + (seed + 1) * 0xD1B54A32D192ED03ull;
+  x ^= x >> 31;
+  return static_cast<uint8_t>(x >> (8 * (off % 8)));
+}
+
+void FillPattern(uint8_t* buf, size_t len, uint64_t off, uint32_t seed) {
+  for (size_t i = 0; i < len; ++i) buf[i] = PatternByte(off + i, seed);
+}
+
+int64_t CheckPattern(const uint8_t* buf, size_t len, uint64_t off, uint32_t seed) {
+  for (size_t i = 0; i < len; ++i) {
+    if (buf[i] != PatternByte(off + i, seed)) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+std::string VolumeTest::DeviceUri(const std::string& uri_params) const {
+  std::string uri;
+  std::string params = uri_params;
+  if (GetParam().kind == "emu") {
+    uri = "emu:" + emu_dir_;
+  } else if (GetParam().kind == "zbd") {
+    uri = "zbd:" + GetParam().path;
+  } else {
+    uri = "mem:" + mem_name_;
+  }
+  return params.empty() ? uri : uri + "?" + params;
+}
+
+void VolumeTest::SetUp() {
+  static std::atomic<int> counter{0};
+  if (GetParam().kind == "emu") {
+    char tmpl[] = "/tmp/zfile-api-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    emu_dir_ = tmpl;
+    std::filesystem::remove(emu_dir_);
+    auto uri = Uri::Parse(std::string("emu:?") + kGeometry);
+    ASSERT_TRUE(uri.ok());
+    EmulatedGeometry g;
+    ASSERT_TRUE(g.ReadFromUri(*uri).ok());
+    Status s = CreateEmuDevice(emu_dir_, g);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  } else if (GetParam().kind == "zbd") {
+    // The device exists; Format below makes it ours.
+  } else {
+    mem_name_ = "api-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+    auto dev = OpenDevice("mem:" + mem_name_ + "?" + kGeometry);  // creates it
+    ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+  }
+  Format(MkfsOptions{});
+  if (HasFatalFailure()) return;
+  MountOrDie();
+}
+
+void VolumeTest::TearDown() {
+  Unmount();
+  if (!emu_dir_.empty()) std::filesystem::remove_all(emu_dir_);
+}
+
+void VolumeTest::Format(const MkfsOptions& mkfs) {
+  Unmount();
+  auto dev = OpenDevice(DeviceUri());
+  ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+  MkfsOptions o = mkfs;
+  o.force = true;
+  Status s = Mkfs(dev->get(), o);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+}
+
+int VolumeTest::Mount(const std::string& options, const std::string& uri_params) {
+  Unmount();
+  return zfile_vol_open(DeviceUri(uri_params).c_str(), options.c_str(), &vol_);
+}
+
+void VolumeTest::MountOrDie(const std::string& options, const std::string& uri_params) {
+  int r = Mount(options, uri_params);
+  ASSERT_EQ(r, 0) << zfile_last_error();
+  ASSERT_NE(vol_, nullptr);
+  struct zfile_vol_info info {};
+  ASSERT_EQ(zfile_vol_info(vol_, &info), 0);
+  nr_seq_files_ = info.nr_seq_files;
+}
+
+void VolumeTest::Unmount() {
+  for (zfile_file* f : open_files_) zfile_close(f);
+  open_files_.clear();
+  if (vol_ != nullptr) {
+    EXPECT_EQ(zfile_vol_close(vol_), 0) << zfile_last_error();
+    vol_ = nullptr;
+  }
+}
+
+zfile_file* VolumeTest::Open(const char* path, int flags) {
+  zfile_file* f = nullptr;
+  int r = zfile_open(vol_, path, flags, &f);
+  EXPECT_EQ(r, 0) << path << ": " << zfile_last_error();
+  if (f != nullptr) open_files_.push_back(f);
+  return f;
+}
+
+std::string VolumeTest::StatsJson() {
+  char buf[4096];
+  int n = zfile_vol_stats(vol_, buf, sizeof(buf));
+  EXPECT_GT(n, 0) << zfile_last_error();
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+uint64_t VolumeTest::Stat(const std::string& json, const std::string& key) {
+  auto pos = json.find("\"" + key + "\":");
+  EXPECT_NE(pos, std::string::npos) << key << " not in " << json;
+  if (pos == std::string::npos) return 0;
+  return std::strtoull(json.c_str() + pos + key.size() + 3, nullptr, 10);
+}
+
+ssize_t VolumeTest::WritePattern(zfile_file* f, uint64_t off, size_t len, uint32_t seed, int rwf) {
+  std::unique_ptr<uint8_t, decltype(&std::free)> buf(AlignedAlloc(len), &std::free);
+  FillPattern(buf.get(), len, off, seed);
+  return zfile_pwrite2(f, buf.get(), len, off, rwf);
+}
+
+ssize_t VolumeTest::ExpectPattern(zfile_file* f, uint64_t off, size_t len, uint32_t seed, int rwf) {
+  std::unique_ptr<uint8_t, decltype(&std::free)> buf(AlignedAlloc(len), &std::free);
+  ssize_t n = zfile_pread2(f, buf.get(), len, off, rwf);
+  EXPECT_GE(n, 0) << zfile_last_error();
+  if (n > 0) {
+    EXPECT_EQ(CheckPattern(buf.get(), static_cast<size_t>(n), off, seed), -1) << "at " << off;
+  }
+  return n;
+}
+
+}  // namespace zfile::testing
