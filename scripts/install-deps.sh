@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libzbd-dev libnvme-dev liburing-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libfuse3-dev fuse3 libsystemd-dev libcli11-dev
-  fio zbd-utils util-linux jq bsdutils
+  fio zbd-utils util-linux jq bsdutils python3
   # VM tier (tests/vm): Debian's kernel under QEMU with null_blk and scsi_debug.
   qemu-system-x86 busybox-static xz-utils cpio kmod
 )

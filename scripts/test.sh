@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quick start, part 2: every test tier.
 #   1. default build: unit tests, device-contract suite on mem and emu, CLI tests
-#   2. VM tier: the contract suite on null_blk zoned and scsi_debug SMR inside
-#      a QEMU guest running Debian's kernel (tests/vm)
+#   2. VM tier: in a QEMU guest running Debian's kernel (tests/vm), the
+#      contract suite on null_blk zoned and scsi_debug SMR, the file-rule
+#      suite on null_blk, and interop with the kernel's zonefs
 #   3. ASan+UBSan build, then TSan build: the same unit and contract tests
 # ZFILE_TEST_SKIP_VM=1 or ZFILE_TEST_SKIP_SANITIZERS=1 skip a tier (for local
 # iteration only; CI runs everything).
@@ -25,8 +26,13 @@ run_preset() {
 run_preset default
 
 if [ "${ZFILE_TEST_SKIP_VM:-0}" != 1 ]; then
-  echo "=== VM tier: device contract on null_blk and scsi_debug (SMR)"
+  echo "=== VM tier: device contract on null_blk and scsi_debug (SMR), file rules on null_blk"
   if ! tests/vm/contract.sh build/default; then failed+=("vm:contract"); fi
+  echo "=== VM tier: kernel zonefs and zfile read each other's volumes"
+  if ! tests/vm/run-in-vm.sh --no-scsi-debug --modprobe zonefs -- \
+      tests/vm/zonefs_interop.sh build/default/tools/zfile; then
+    failed+=("vm:zonefs-interop")
+  fi
 fi
 
 if [ "${ZFILE_TEST_SKIP_SANITIZERS:-0}" != 1 ]; then

@@ -78,6 +78,36 @@ TEST_P(ErrorPolicy, OfflineAndReadOnlyZonesAtMount) {
   EXPECT_EQ(WritePattern(Open("seq/3", O_WRONLY | O_DIRECT), 0, kBlock, 3), ssize_t(kBlock));
 }
 
+TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
+  SKIP_WITHOUT_FAULTS();
+  zfile_file* a = Open("seq/14", O_RDWR | O_DIRECT);
+  zfile_file* b = Open("seq/15", O_RDWR | O_DIRECT);
+  ASSERT_EQ(WritePattern(a, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
+  ASSERT_EQ(WritePattern(b, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
+  FaultInjector* faults = InternalVolume(vol_)->device()->faults();
+  ASSERT_TRUE(faults->SetZoneCondition(kFirstSeqZone + 14, ZoneCondition::kReadOnly).ok());
+  ASSERT_TRUE(faults->SetZoneCondition(kFirstSeqZone + 15, ZoneCondition::kOffline).ok());
+  // The zone's own condition decides, whatever the errors= policy, as in
+  // zonefs's table.
+  EXPECT_EQ(WritePattern(a, 2 * kBlock, kBlock, 8), -EIO);
+  EXPECT_EQ(WritePattern(b, 2 * kBlock, kBlock, 8), -EIO);
+  struct zfile_stat ro = StatOf(vol_, "seq/14");
+  EXPECT_EQ(ro.size, 2 * kBlock);
+  EXPECT_EQ(ro.mode & 0222u, 0u);
+  EXPECT_EQ(ExpectPattern(a, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
+  EXPECT_EQ(WritePattern(a, 2 * kBlock, kBlock, 8), -EPERM);
+  struct zfile_stat off = StatOf(vol_, "seq/15");
+  EXPECT_EQ(off.size, 0u);
+  auto buf = MakeBuf(kBlock);
+  EXPECT_EQ(zfile_pread(b, buf.get(), kBlock, 0), -EPERM);
+  // remount-ro (the default) applies when the zone is still good; a zone
+  // that went read-only or offline only takes its own file down.
+  struct zfile_vol_info info {};
+  ASSERT_EQ(zfile_vol_info(vol_, &info), 0);
+  EXPECT_EQ(info.read_only, 0);
+  EXPECT_EQ(WritePattern(Open("seq/16", O_WRONLY | O_DIRECT), 0, kBlock, 8), ssize_t(kBlock));
+}
+
 struct PolicyCase {
   const char* option;
   bool volume_read_only;
