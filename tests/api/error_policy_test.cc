@@ -19,15 +19,6 @@
 namespace zfile::testing {
 namespace {
 
-using Buf = std::unique_ptr<uint8_t, decltype(&std::free)>;
-Buf MakeBuf(size_t len) { return Buf(AlignedAlloc(len), &std::free); }
-
-struct zfile_stat StatOf(zfile_vol* vol, const char* path) {
-  struct zfile_stat st {};
-  EXPECT_EQ(zfile_stat(vol, path, &st), 0) << path << ": " << zfile_last_error();
-  return st;
-}
-
 uint64_t SeqZoneStart(int file) { return (kFirstSeqZone + file) * kZoneSize; }
 
 #define SKIP_WITHOUT_FAULTS()                                                                  \

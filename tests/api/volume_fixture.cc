@@ -31,23 +31,6 @@ uint8_t* AlignedAlloc(size_t len) {
   return static_cast<uint8_t*>(std::aligned_alloc(4096, (len + 4095) / 4096 * 4096 + 4096));
 }
 
-static uint8_t PatternByte(uint64_t off, uint32_t seed) {
-  uint64_t x = (off / 8) * 0x9E3779B97F4A7C15ull + (seed + 1) * 0xD1B54A32D192ED03ull;
-  x ^= x >> 31;
-  return static_cast<uint8_t>(x >> (8 * (off % 8)));
-}
-
-void FillPattern(uint8_t* buf, size_t len, uint64_t off, uint32_t seed) {
-  for (size_t i = 0; i < len; ++i) buf[i] = PatternByte(off + i, seed);
-}
-
-int64_t CheckPattern(const uint8_t* buf, size_t len, uint64_t off, uint32_t seed) {
-  for (size_t i = 0; i < len; ++i) {
-    if (buf[i] != PatternByte(off + i, seed)) return static_cast<int64_t>(i);
-  }
-  return -1;
-}
-
 std::string VolumeTest::DeviceUri(const std::string& uri_params) const {
   std::string uri;
   std::string params = uri_params;

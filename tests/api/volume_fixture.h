@@ -7,7 +7,9 @@
 #include <fcntl.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -15,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include "device_test_util.h"  // FillPattern, CheckPattern
 #include "format/mkfs.h"
 #include "zfile/zfile.h"
 
@@ -73,8 +76,14 @@ class VolumeTest : public ::testing::TestWithParam<VolumeParam> {
 
 // 4096-aligned buffer, freed with std::free.
 uint8_t* AlignedAlloc(size_t len);
-void FillPattern(uint8_t* buf, size_t len, uint64_t off, uint32_t seed);
-int64_t CheckPattern(const uint8_t* buf, size_t len, uint64_t off, uint32_t seed);
+using Buf = std::unique_ptr<uint8_t, decltype(&std::free)>;
+inline Buf MakeBuf(size_t len) { return Buf(AlignedAlloc(len), &std::free); }
+
+inline struct zfile_stat StatOf(zfile_vol* vol, const char* path) {
+  struct zfile_stat st {};
+  EXPECT_EQ(zfile_stat(vol, path, &st), 0) << path << ": " << zfile_last_error();
+  return st;
+}
 
 }  // namespace zfile::testing
 

@@ -6,68 +6,9 @@
 # Every zfile invocation opens the device afresh, so each check that reads a
 # report after a change also checks that the change survived a reopen of
 # the emu: directory.
-set -euo pipefail
-
-ZFILE=${1:?usage: cli_test.sh PATH/TO/zfile}
-if ! command -v jq >/dev/null; then
-  echo "cli_test: jq is required to check --json output (scripts/install-deps.sh installs it)" >&2
-  exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/zfile-cli-test.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-
-# run ARGS...: runs zfile; sets $out (stdout), $err (stderr) and $rc.
-run() {
-  set +e
-  out=$("$ZFILE" "$@" 2>"$TMP/stderr")
-  rc=$?
-  set -e
-  err=$(<"$TMP/stderr")
-}
-
-# ok DESC ARGS...: zfile ARGS must succeed.
-ok() {
-  local desc=$1
-  shift
-  run "$@"
-  if [ "$rc" -eq 0 ]; then pass; else fail "$desc: exit $rc: $err"; fi
-}
-
-# fails DESC CODE PATTERN ARGS...: zfile ARGS must exit CODE and print an
-# error starting with "zfile: " that contains PATTERN (fixed string, any case).
-fails() {
-  local desc=$1 code=$2 pattern=$3
-  shift 3
-  run "$@"
-  if [ "$rc" -ne "$code" ]; then
-    fail "$desc: exit $rc, expected $code (stderr: $err)"
-  elif [[ "$err" != zfile:* ]]; then
-    fail "$desc: error does not start with 'zfile: ': $err"
-  elif ! grep -qiF -- "$pattern" <<<"$err"; then
-    fail "$desc: error lacks '$pattern': $err"
-  else
-    pass
-  fi
-}
-
-# eq DESC ACTUAL EXPECTED
-eq() {
-  if [ "$2" == "$3" ]; then pass; else fail "$1: got '$2', expected '$3'"; fi
-}
-
-# has DESC TEXT PATTERN: TEXT contains the fixed string PATTERN.
-has() {
-  if grep -qF -- "$3" <<<"$2"; then pass; else fail "$1: no '$3' in: $2"; fi
-}
+NAME=cli_test
+# shellcheck source=tests/cli/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 
 # info_field URI NAME: the value of "NAME:" in `zfile info URI`.
 info_field() {
@@ -90,10 +31,6 @@ wptr() {
   report_line "$1" "$2" | sed -n 's/.*wptr \(0x[0-9a-f]*\) .*/\1/p'
 }
 
-# jqv FILTER: applies FILTER to $out; "JQ-ERROR" when $out is not JSON.
-jqv() {
-  jq -r "$1" <<<"$out" 2>/dev/null || echo "JQ-ERROR"
-}
 
 # --- global options ---------------------------------------------------------
 
@@ -331,5 +268,4 @@ else
   echo "note: script(1) not found; progress bar not checked" >&2
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -1,115 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end checks of zfile's file commands (ls, stat, cat, write, truncate,
-# volinfo, stats, zones) on an emulated device formatted with `zfile mkfs`.
+# info --device, stats, zones) on an emulated device formatted with `zfile mkfs`.
 #
 # Usage: file_test.sh PATH/TO/zfile
 #
 # Each command mounts the volume afresh, so every read-back also checks that
 # what the previous command wrote survived an unmount and a mount.
-set -euo pipefail
-
-ZFILE=${1:?usage: file_test.sh PATH/TO/zfile}
-if ! command -v jq >/dev/null; then
-  echo "file_test: jq is required to check --json output (scripts/install-deps.sh installs it)" >&2
-  exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/zfile-file-test.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-
-# run ARGS...: runs zfile; sets $out (stdout), $err (stderr) and $rc.
-run() {
-  set +e
-  out=$("$ZFILE" "$@" 2>"$TMP/stderr")
-  rc=$?
-  set -e
-  err=$(<"$TMP/stderr")
-}
-
-# run_to FILE ARGS...: runs zfile with stdout into FILE (binary data); sets
-# $err and $rc.
-run_to() {
-  local file=$1
-  shift
-  set +e
-  "$ZFILE" "$@" >"$file" 2>"$TMP/stderr"
-  rc=$?
-  set -e
-  err=$(<"$TMP/stderr")
-}
-
-# run_piped SRC ARGS...: runs zfile with SRC coming through a pipe (so zfile
-# cannot know its size up front); sets $out, $err and $rc.
-run_piped() {
-  local src=$1
-  shift
-  set +e
-  out=$(cat "$src" | "$ZFILE" "$@" 2>"$TMP/stderr")
-  rc=$?
-  set -e
-  err=$(<"$TMP/stderr")
-}
-
-# ok DESC ARGS...: zfile ARGS must succeed.
-ok() {
-  local desc=$1
-  shift
-  run "$@"
-  if [ "$rc" -eq 0 ]; then pass; else fail "$desc: exit $rc: $err"; fi
-}
-
-# check_failure DESC CODE PATTERN: the last run must have exited CODE with an
-# error starting with "zfile: " that contains PATTERN (fixed string, any case).
-check_failure() {
-  local desc=$1 code=$2 pattern=$3
-  if [ "$rc" -ne "$code" ]; then
-    fail "$desc: exit $rc, expected $code (stderr: $err)"
-  elif [[ "$err" != zfile:* ]]; then
-    fail "$desc: error does not start with 'zfile: ': $err"
-  elif ! grep -qiF -- "$pattern" <<<"$err"; then
-    fail "$desc: error lacks '$pattern': $err"
-  else
-    pass
-  fi
-}
-
-# fails DESC CODE PATTERN ARGS...: zfile ARGS must fail that way.
-fails() {
-  local desc=$1 code=$2 pattern=$3
-  shift 3
-  run "$@"
-  check_failure "$desc" "$code" "$pattern"
-}
-
-# eq DESC ACTUAL EXPECTED
-eq() {
-  if [ "$2" == "$3" ]; then pass; else fail "$1: got '$2', expected '$3'"; fi
-}
-
-# has DESC TEXT PATTERN: TEXT contains the fixed string PATTERN.
-has() {
-  if grep -qF -- "$3" <<<"$2"; then pass; else fail "$1: no '$3' in: $2"; fi
-}
-
-# same DESC FILE1 FILE2: the files hold the same bytes.
-same() {
-  if cmp -s "$2" "$3"; then pass; else fail "$1: $2 and $3 differ"; fi
-}
-
-# jqv FILTER [TEXT]: applies FILTER to TEXT (default $out); "JQ-ERROR" when
-# it is not JSON.
-jqv() {
-  jq -r "$1" <<<"${2-$out}" 2>/dev/null || echo "JQ-ERROR"
-}
-
+NAME=file_test
+# shellcheck source=tests/cli/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 # field NAME: the value of "NAME:" in $out (stat, volinfo).
 field() {
   sed -n "s/^$1: *//p" <<<"$out"
@@ -271,18 +170,20 @@ fails "missing input file" 1 "cannot open" write seq/5 --from "$TMP/nowhere" "${
 ok "emu create (unformatted)" emu create "$TMP/raw" --size 64M --zone-size 16M --conv 1
 fails "unformatted device" 1 "cannot mount" ls --device "emu:$TMP/raw"
 
-# --- volinfo and stats ----------------------------------------------------------------
+# --- info --device and stats ----------------------------------------------------------------
 
-ok "volinfo" volinfo "${V[@]}"
+ok "info --device (the volume)" info "${V[@]}"
 eq "volinfo files" "$(field 'conventional files') $(field 'sequential files')" "1 14"
 eq "volinfo block size" "$(field 'block size')" 4096
 eq "volinfo zone size" "$(field 'zone size')" "16 MiB ($ZONE bytes)"
 eq "volinfo read-only" "$(field read-only)" no
-ok "volinfo --json" volinfo --json "${V[@]}"
+ok "info --device --json" info --json "${V[@]}"
 eq "json volinfo" "$(jqv '[.nr_cnv_files, .nr_seq_files, .zone_capacity, .max_open, .read_only] | join(" ")')" \
   "1 14 $ZONE 0 false"
 [[ "$(jqv .uuid)" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] && pass ||
-  fail "volinfo uuid: $(jqv .uuid)"
+  fail "volume uuid: $(jqv .uuid)"
+fails "info with both a URI and --device" 2 "excludes" info "$U" "${V[@]}"
+fails "info with neither a URI nor --device" 2 "required" info
 
 ok "stats --json" stats --json "${V[@]}"
 eq "stats of a fresh mount" "$(jqv '[.direct_write_ops, .buffered_write_ops, .zone_resets] | join(" ")')" "0 0 0"
@@ -319,6 +220,17 @@ ok "zones --map (utf8)" zones --map --charset utf8 "${V[@]}"
 eq "utf8 map row" "$(sed -n 2p <<<"$out")" " 0 ▁·▁█··▄·R·····"
 ok "zones --map into a pipe is ascii" zones --map "${V[@]}"
 has "auto charset off a terminal" "$(sed -n 2p <<<"$out")" ":.:@..+.R"
+if command -v script >/dev/null; then
+  # script(1) gives zfile a terminal: block elements in a UTF-8 locale only.
+  # tty_map LANG: the map as a terminal in that locale gets it.
+  tty_map() {
+    env -u LC_ALL -u LC_CTYPE LANG="$1" \
+      script -qec "$(printf '%q ' "$ZFILE" zones --map "${V[@]}")" /dev/null | tr -d '\r'
+  }
+  has "auto charset on a UTF-8 terminal" "$(tty_map C.UTF-8)" "▁·▁█··▄·R"
+  has "auto charset on a non-UTF-8 terminal" "$(tty_map C)" ":.:@..+.R"
+else
+  echo "note: script(1) not found; terminal detection of zones --map not checked" >&2
+fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

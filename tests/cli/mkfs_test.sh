@@ -6,68 +6,9 @@
 # The superblock is checked in the emu: zone files themselves (zone 0 is
 # DIR/cnv-000000 or DIR/seq-000000), at the kernel zonefs byte offsets, so
 # these checks do not go through the code that wrote it.
-set -euo pipefail
-
-ZFILE=${1:?usage: mkfs_test.sh PATH/TO/zfile}
-if ! command -v jq >/dev/null; then
-  echo "mkfs_test: jq is required to check --json output (scripts/install-deps.sh installs it)" >&2
-  exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/zfile-mkfs-test.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); }
-fail() {
-  failed=$((failed + 1))
-  echo "FAIL: $*" >&2
-}
-
-# run ARGS...: runs zfile; sets $out (stdout), $err (stderr) and $rc.
-run() {
-  set +e
-  out=$("$ZFILE" "$@" 2>"$TMP/stderr")
-  rc=$?
-  set -e
-  err=$(<"$TMP/stderr")
-}
-
-# ok DESC ARGS...: zfile ARGS must succeed.
-ok() {
-  local desc=$1
-  shift
-  run "$@"
-  if [ "$rc" -eq 0 ]; then pass; else fail "$desc: exit $rc: $err"; fi
-}
-
-# fails DESC CODE PATTERN ARGS...: zfile ARGS must exit CODE and print an
-# error starting with "zfile: " that contains PATTERN (fixed string, any case).
-fails() {
-  local desc=$1 code=$2 pattern=$3
-  shift 3
-  run "$@"
-  if [ "$rc" -ne "$code" ]; then
-    fail "$desc: exit $rc, expected $code (stderr: $err)"
-  elif [[ "$err" != zfile:* ]]; then
-    fail "$desc: error does not start with 'zfile: ': $err"
-  elif ! grep -qiF -- "$pattern" <<<"$err"; then
-    fail "$desc: error lacks '$pattern': $err"
-  else
-    pass
-  fi
-}
-
-# eq DESC ACTUAL EXPECTED
-eq() {
-  if [ "$2" == "$3" ]; then pass; else fail "$1: got '$2', expected '$3'"; fi
-}
-
-# has DESC TEXT PATTERN: TEXT contains the fixed string PATTERN.
-has() {
-  if grep -qF -- "$3" <<<"$2"; then pass; else fail "$1: no '$3' in: $2"; fi
-}
+NAME=mkfs_test
+# shellcheck source=tests/cli/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
 
 # zone0 DIR: the file holding zone 0 of an emu device.
 zone0() {
@@ -193,5 +134,4 @@ ok "create dev3" emu create "$D3" --size 64M --zone-size 8M
 ok "zone 0 offline" inject "emu:$D3" --zone 0 --offline
 fails "offline zone 0" 1 "zone 0 is offline" mkfs "emu:$D3" -f
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

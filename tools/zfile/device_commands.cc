@@ -1,4 +1,5 @@
 #include "tools/zfile/device_commands.h"
+#include "tools/zfile/file_commands.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -295,7 +296,9 @@ void RegisterReport(CLI::App* app, CommandTable* table) {
 // info
 
 struct InfoOptions {
-  std::string uri;
+  std::string uri;     // the device
+  std::string device;  // or the volume on this device
+  std::string options;
   bool json = false;
 };
 
@@ -409,6 +412,7 @@ void PrintInfoJson(const DeviceInfo& info, const ConditionCounts& c) {
 }
 
 Status RunInfo(const InfoOptions& opt) {
+  if (!opt.device.empty()) return RunVolumeInfo(opt.device, opt.options, opt.json);
   ZF_ASSIGN_OR_RETURN(std::unique_ptr<ZonedDevice> dev, OpenDevice(opt.uri));
   std::vector<ZoneInfo> zones;
   ZF_RETURN_IF_ERROR(dev->ReportZones(0, 0, &zones));
@@ -424,10 +428,22 @@ Status RunInfo(const InfoOptions& opt) {
 void RegisterInfo(CLI::App* app, CommandTable* table) {
   auto opt = std::make_shared<InfoOptions>();
   CLI::App* cmd = app->add_subcommand(
-      "info", "Show a device's geometry and limits, and how many zones are in each condition");
-  cmd->add_option("URI", opt->uri, "Device (emu:DIR, mem:?..., zbd:/dev/X)")->required();
+      "info",
+      "Show a device's geometry and limits, and how many zones are in each condition (URI); "
+      "or the volume on it (--device URI): files, sizes, zone limits and use, label, UUID");
+  auto* uri = cmd->add_option("URI", opt->uri, "Device (emu:DIR, mem:?..., zbd:/dev/X)");
+  auto* device = cmd->add_option("--device,-d", opt->device,
+                                 "Show the volume on this device instead (mounted for the command)")
+                     ->type_name("URI");
+  cmd->add_option("-o,--options", opt->options, "Mount options for --device")
+      ->type_name("OPTIONS")
+      ->needs(device);
+  uri->excludes(device);
+  cmd->require_option(1, 3);
   cmd->add_flag("--json", opt->json, "JSON object (max_open/max_active 0: no limit)");
-  cmd->footer("Example:\n  zfile info emu:/var/tmp/zdev --json");
+  cmd->footer(
+      "Examples:\n  zfile info emu:/var/tmp/zdev --json        # the device\n"
+      "  zfile info --device emu:/var/tmp/zdev      # the volume on it");
   table->Add(cmd, [opt] { return RunInfo(*opt); });
 }
 

@@ -747,7 +747,7 @@ void RegisterTruncate(CLI::App* app, CommandTable* table) {
 }
 
 // ---------------------------------------------------------------------------
-// volinfo
+// info --device (the volume)
 
 struct VolInfoOptions {
   VolumeTarget target;
@@ -809,17 +809,17 @@ Status RunVolInfo(const VolInfoOptions& opt) {
   return Status();
 }
 
-void RegisterVolInfo(CLI::App* app, CommandTable* table) {
-  auto opt = std::make_shared<VolInfoOptions>();
-  CLI::App* cmd = app->add_subcommand(
-      "volinfo",
-      "Show a mounted volume: file counts, block and zone sizes, zone limits and the zones open "
-      "and active now, read-only state, label, UUID (`zfile info URI` shows the device)");
-  AddVolumeOptions(cmd, &opt->target);
-  cmd->add_flag("--json", opt->json, "JSON object (max_open/max_active 0: no limit)");
-  cmd->footer("Example:\n  zfile volinfo --device emu:/var/tmp/zdev");
-  table->Add(cmd, [opt] { return RunVolInfo(*opt); });
+}  // namespace
+
+Status RunVolumeInfo(const std::string& device, const std::string& options, bool json) {
+  VolInfoOptions opt;
+  opt.target.device = device;
+  opt.target.options = options;
+  opt.json = json;
+  return RunVolInfo(opt);
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------
 // stats
@@ -1116,7 +1116,6 @@ void RegisterFileCommands(CLI::App* app, CommandTable* table) {
   RegisterCat(app, table);
   RegisterWrite(app, table);
   RegisterTruncate(app, table);
-  RegisterVolInfo(app, table);
   RegisterStats(app, table);
   RegisterZones(app, table);
 }

@@ -269,6 +269,8 @@ int zfile_unmap(zfile_view* view) {
 
 const char* zfile_last_error(void) { return last_error.c_str(); }
 
+int zfile_api_version(void) { return ZFILE_API_VERSION; }
+
 }  // extern "C"
 
 namespace zfile {
