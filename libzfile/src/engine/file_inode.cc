@@ -64,8 +64,11 @@ void FileInode::InitState(uint64_t wp_offset, ZoneCondition cond) {
     size = 0;
     mode_ = 0;
   } else if (cond == ZoneCondition::kReadOnly) {
+    // A read-only zone's write pointer is not valid (null_blk reports
+    // garbage): as zonefs does at mount, the file starts empty.
     health = FileHealth::kReadOnly;
     mode_ = mode_.load() & ~0222u;
+    if (sequential()) size = 0;
   } else if (cond == ZoneCondition::kFull && sequential()) {
     size = capacity_;
   }
@@ -418,7 +421,10 @@ Status FileInode::HandleIoErrorLocked(const Status& error, const char* what, uin
     health = FileHealth::kOffline;
     size = 0;
   } else if (cond == ZoneCondition::kReadOnly) {
+    // Its write pointer is not valid: keep the size we knew, as zonefs does,
+    // so that the data written so far stays readable.
     health = FileHealth::kReadOnly;
+    size = size_.load();
   } else {
     switch (policy) {
       case ErrorPolicy::kRemountRo:
