@@ -343,6 +343,18 @@ TEST_P(FileRules, DataAndSizesSurviveARemount) {
             ssize_t(2 * kBlock));
 }
 
+TEST_P(FileRules, ClosingAVolumeWithOpenFilesIsRefused) {
+  zfile_file* f = nullptr;
+  ASSERT_EQ(zfile_open(vol_, "seq/0", O_WRONLY | O_DIRECT, &f), 0);
+  EXPECT_EQ(zfile_vol_close(vol_), -EBUSY);
+  EXPECT_NE(std::string(zfile_last_error()).find("still open"), std::string::npos);
+  // Nothing happened: the volume and the file still work.
+  EXPECT_EQ(WritePattern(f, 0, kBlock, 3), ssize_t(kBlock));
+  ASSERT_EQ(zfile_close(f), 0);
+  EXPECT_EQ(zfile_vol_close(vol_), 0);
+  vol_ = nullptr;
+}
+
 TEST_P(FileRules, OpenModesAreEnforced) {
   zfile_file* r = Open("cnv/0", O_RDONLY);
   auto buf = MakeBuf(kBlock);

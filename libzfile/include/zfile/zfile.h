@@ -76,7 +76,9 @@ struct zfile_vol_info {
  * of the device. options: zonefs-style mount options, e.g.
  * "errors=zone-ro,explicit-open", or NULL; an unknown option is -EINVAL. */
 int zfile_vol_open(const char *uri, const char *options, zfile_vol **vol);
-int zfile_vol_close(zfile_vol *vol); /* writes back dirty data */
+/* Writes back dirty data and unmounts. -EBUSY, and nothing done, while
+ * files of the volume are open. */
+int zfile_vol_close(zfile_vol *vol);
 int zfile_vol_sync(zfile_vol *vol);
 int zfile_vol_info(zfile_vol *vol, struct zfile_vol_info *info);
 /* Counters as a JSON object; returns its length (excluding the NUL), or

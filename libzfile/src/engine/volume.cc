@@ -93,6 +93,10 @@ Volume::~Volume() {
 Status Volume::Unmount() {
   std::lock_guard<std::mutex> lock(unmount_mu_);
   if (unmounted_) return Status();
+  if (const uint32_t n = open_files_.load(); n != 0) {
+    return Status(EBUSY, dev_->info().uri + ": " + std::to_string(n) +
+                             " file(s) still open; close them before unmounting");
+  }
   unmounted_ = true;
   Status first;
   auto keep = [&first](Status s) {
@@ -269,10 +273,13 @@ std::string Volume::StatsJson() const {
 }
 
 FileHandle::FileHandle(Volume* vol, FileInode* inode, int flags)
-    : vol_(vol), inode_(inode), flags_(flags), writable_((flags & O_ACCMODE) != O_RDONLY) {}
+    : vol_(vol), inode_(inode), flags_(flags), writable_((flags & O_ACCMODE) != O_RDONLY) {
+  vol_->open_files_++;
+}
 
 FileHandle::~FileHandle() {
   if (writable_) inode_->CloseForWrite();
+  vol_->open_files_--;
 }
 
 Result<IoFlags> FileHandle::FlagsFor(int rwf, bool write) const {

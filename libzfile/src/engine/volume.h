@@ -52,8 +52,9 @@ class Volume {
   Volume& operator=(const Volume&) = delete;
 
   // Writes back dirty data, flushes the device, closes idle open zones.
-  // Open handles must be gone.
+  // EBUSY (and nothing done) while files are open, as umount does.
   Status Unmount();
+  uint32_t open_files() const { return open_files_.load(); }
 
   // "cnv/0", "seq/12" (a leading '/' is accepted). ENOENT otherwise.
   Result<FileInode*> Lookup(std::string_view path) const;
@@ -94,6 +95,8 @@ class Volume {
   std::vector<std::unique_ptr<FileInode>> cnv_;
   std::vector<std::unique_ptr<FileInode>> seq_;
   std::atomic<bool> read_only_{false};
+  std::atomic<uint32_t> open_files_{0};
+  friend class FileHandle;
   bool unmounted_ = false;
   std::mutex unmount_mu_;
 };
