@@ -1,12 +1,12 @@
 // The mem: backend: zone data in process memory, allocated as zones fill.
 // "mem:?params" is a fresh device per open; "mem:NAME?params" a named one
 // that lives until the process exits and reopens by name with its zones.
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -42,11 +42,17 @@ class MemZoneStore final : public ZoneStore {
     Zone& z = zones_[zone];
     if (len == 0) {
       z.data.reset();  // a reset zone gives its memory back
-    } else if (len > z.length && z.data != nullptr) {
-      // Bytes between the old and the new length must read as zeros.
-      std::memset(z.data.get() + z.length, 0, len - z.length);
+      z.length = 0;
+      return Status();
     }
-    z.length = z.data != nullptr ? std::min(len, zone_size_) : 0;
+    // A finished or moved write pointer is a length too (a named device
+    // reopens from it), so the zone needs its buffer.
+    const bool fresh = z.data == nullptr;  // calloc'ed: zeros already
+    ZF_RETURN_IF_ERROR(Allocate(z));
+    len = std::min(len, zone_size_);
+    // Bytes between the old and the new length must read as zeros.
+    if (!fresh && len > z.length) std::memset(z.data.get() + z.length, 0, len - z.length);
+    z.length = len;
     return Status();
   }
 
@@ -138,9 +144,9 @@ class LentMemZoneStore final : public ZoneStore {
 }  // namespace
 
 Result<std::unique_ptr<ZonedDevice>> OpenMemDevice(const Uri& uri) {
-  ZF_RETURN_IF_ERROR(uri.CheckKeys({"size", "zone_size", "zone_capacity", "conv", "block_size",
-                                    "max_open", "max_active", "workers", "fail_read",
-                                    "fail_write", "power_cut_after"}));
+  ZF_RETURN_IF_ERROR(
+      uri.CheckKeys({"size", "zone_size", "zone_capacity", "conv", "block_size", "max_open",
+                     "max_active", "workers", "fail_read", "fail_write", "power_cut_after"}));
   EmulatedGeometry g;
   ZF_RETURN_IF_ERROR(g.ReadFromUri(uri));
   EmulatedOptions options;
@@ -170,11 +176,12 @@ Result<std::unique_ptr<ZonedDevice>> OpenMemDevice(const Uri& uri) {
     } else if (named.in_use) {
       return Status(EBUSY, "mem:" + uri.path + " is in use by another opener");
     } else if (g.Serialize() != named.geometry.Serialize()) {
-      for (const char* key : {"size", "zone_size", "zone_capacity", "conv", "block_size",
-                              "max_open", "max_active"}) {
+      for (const char* key :
+           {"size", "zone_size", "zone_capacity", "conv", "block_size", "max_open", "max_active"}) {
         if (uri.params.count(key) != 0) {
-          return Status(EINVAL, "mem:" + uri.path + " already exists with another geometry; "
-                                "reopen it by name alone");
+          return Status(EINVAL, "mem:" + uri.path +
+                                    " already exists with another geometry; "
+                                    "reopen it by name alone");
         }
       }
       g = named.geometry;  // reopened by name alone

@@ -142,8 +142,8 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
   if (!flags.direct) {
     auto r = cache_->Read(offset, buf, len, size);
     if (!r.ok()) {
-      std::lock_guard<std::mutex> lock(write_mu_);
-      return HandleIoErrorLocked(r.status(), "buffered read", offset, len);
+      std::unique_lock<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(lock, r.status(), "buffered read", offset, len);
     }
     stats.buffered_read_ops++;
     stats.buffered_read_bytes += *r;
@@ -154,8 +154,8 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
   // Sizes are block multiples, so the clipped length still is.
   auto r = DeviceRead(offset, buf, len);
   if (!r.ok()) {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    return HandleIoErrorLocked(r.status(), "direct read", offset, len);
+    std::unique_lock<std::mutex> lock(write_mu_);
+    return HandleIoErrorLocked(lock, r.status(), "direct read", offset, len);
   }
   stats.direct_read_ops++;
   stats.direct_read_bytes += *r;
@@ -193,8 +193,8 @@ Result<size_t> FileInode::WriteConventional(const void* buf, size_t len, uint64_
     ZF_RETURN_IF_ERROR(cache_->Invalidate(offset, len));
     Status s = DeviceWrite(offset, buf, len);
     if (!s.ok()) {
-      std::lock_guard<std::mutex> lock(write_mu_);
-      return HandleIoErrorLocked(s, "direct write", offset, len);
+      std::unique_lock<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(lock, s, "direct write", offset, len);
     }
     stats.direct_write_ops++;
     stats.direct_write_bytes += len;
@@ -203,8 +203,8 @@ Result<size_t> FileInode::WriteConventional(const void* buf, size_t len, uint64_
   auto r = flags.sync ? cache_->WriteThrough(offset, buf, len, capacity_)
                       : cache_->Write(offset, buf, len, capacity_);
   if (!r.ok()) {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    return HandleIoErrorLocked(r.status(), "buffered write", offset, len);
+    std::unique_lock<std::mutex> lock(write_mu_);
+    return HandleIoErrorLocked(lock, r.status(), "buffered write", offset, len);
   }
   if (flags.sync) {
     stats.writethrough_writes++;
@@ -243,7 +243,7 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
   }
   if (len == 0) return size_t{0};
   len = static_cast<size_t>(std::min<uint64_t>(len, capacity_ - offset));
-  ZF_RETURN_IF_ERROR(vol_->resources().BeginWrite(&slot_, wp == 0));
+  ZF_RETURN_IF_ERROR(vol_->resources().BeginWrite(&slot_));
   const uint64_t end = offset + len;
   Status result;
   if (!flags.direct) {
@@ -271,7 +271,7 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
       if (!b.ok()) {
         reserved_ = offset;
         --inflight_;
-        vol_->resources().EndWrite(&slot_, false, wp == 0);
+        vol_->resources().EndWrite(&slot_, false);
         return b.status();
       }
       bounce = std::move(b).value();
@@ -294,14 +294,15 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
     writes_done_cv_.notify_all();
   }
   if (!result.ok()) {
-    vol_->resources().EndWrite(&slot_, false, false);
-    return HandleIoErrorLocked(result, flags.direct ? "direct write" : "buffered write", offset,
-                               len);
+    vol_->resources().EndWrite(&slot_, false);
+    return HandleIoErrorLocked(lock, result, flags.direct ? "direct write" : "buffered write",
+                               offset, len);
   }
   // Completions arrive in device order; the size only grows.
   if (end > size_.load()) size_ = end;
   if (flags.direct == false) reserved_ = std::max(reserved_, end);
-  vol_->resources().EndWrite(&slot_, end == capacity_, false);
+  // The last of several writes in flight sees the final size.
+  vol_->resources().EndWrite(&slot_, size_.load() == capacity_);
   if (flags.sync) ZF_RETURN_IF_ERROR(vol_->device()->Flush());
   if (landed != nullptr) *landed = offset;
   return len;
@@ -326,9 +327,18 @@ Status FileInode::Truncate(uint64_t size) {
   }
   WaitNoWritesLocked(lock);
   const ZoneOp op = size == 0 ? ZoneOp::kReset : ZoneOp::kFinish;
-  if (op == ZoneOp::kFinish) ZF_RETURN_IF_ERROR(vol_->resources().PrepareFinish(&slot_));
-  Status s = vol_->device()->ManageZones(op, first_zone_, 1);
-  if (!s.ok()) return HandleIoErrorLocked(s, size == 0 ? "zone reset" : "zone finish", 0, 0);
+  ZoneResources& res = vol_->resources();
+  // Held from here to the end: the zone must not be picked as one to close
+  // while the command changes it.
+  res.Hold(&slot_);
+  Status s;
+  if (op == ZoneOp::kFinish && size_.load() != capacity_) s = res.PrepareFinish(&slot_);
+  if (s.ok()) s = vol_->device()->ManageZones(op, first_zone_, 1);
+  if (!s.ok()) {
+    res.Unhold(&slot_);
+    if (s.err() == EBUSY) return s.WithContext(path_);
+    return HandleIoErrorLocked(lock, s, size == 0 ? "zone reset" : "zone finish", 0, 0);
+  }
   if (size == 0) {
     cache_->Discard(0);
     vol_->stats().zone_resets++;
@@ -337,7 +347,8 @@ Status FileInode::Truncate(uint64_t size) {
   }
   size_ = size;
   reserved_ = size;
-  vol_->resources().Released(&slot_);
+  res.Released(&slot_);
+  res.Unhold(&slot_);
   return Status();
 }
 
@@ -345,8 +356,8 @@ Status FileInode::Fsync() {
   if (!sequential()) {
     Status s = cache_->WriteBack(0, 0);
     if (!s.ok()) {
-      std::lock_guard<std::mutex> lock(write_mu_);
-      return HandleIoErrorLocked(s, "write-back", 0, 0);
+      std::unique_lock<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(lock, s, "write-back", 0, 0);
     }
   }
   return vol_->device()->Flush();
@@ -396,8 +407,8 @@ Status FileInode::WriteBlocks(uint64_t offset, const void* buf, size_t len) {
   return DeviceWrite(offset, buf, len);
 }
 
-Status FileInode::HandleIoErrorLocked(const Status& error, const char* what, uint64_t offset,
-                                      size_t len) {
+Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const Status& error,
+                                      const char* what, uint64_t offset, size_t len) {
   // Errors that the device never saw (bad arguments, memory) change nothing.
   if (error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN) return error;
   // Zone resources refused: nothing is wrong with the media. zfile's own
@@ -408,6 +419,9 @@ Status FileInode::HandleIoErrorLocked(const Status& error, const char* what, uin
                              " (zones held open outside this volume?)");
   }
   vol_->stats().errors++;
+  // Writes still in flight would land past a write pointer taken now:
+  // resynchronise once they are done (they fail or succeed on their own).
+  WaitNoWritesLocked(lock);
   const ErrorPolicy policy = vol_->options().errors;
   auto zone = vol_->device()->ReportZone(first_zone_);
   ZoneCondition cond = zone.ok() ? zone->cond : ZoneCondition::kOffline;
@@ -451,7 +465,14 @@ Status FileInode::HandleIoErrorLocked(const Status& error, const char* what, uin
     cache_->Discard(size);
     size_ = size;
     reserved_ = size;
-    if (health != FileHealth::kGood) vol_->resources().Released(&slot_);
+    ZoneCondition now = cond;
+    if (health != FileHealth::kGood && zone.ok() && zone->open()) {
+      // The policy takes the file down: give its open zone back.
+      if (vol_->device()->ManageZones(ZoneOp::kClose, first_zone_, 1).ok()) {
+        now = zone->wp == zone->start ? ZoneCondition::kEmpty : ZoneCondition::kClosed;
+      }
+    }
+    vol_->resources().Resync(&slot_, health == FileHealth::kGood ? now : ZoneCondition::kOffline);
   }
   std::string msg = path_ + ": " + what;
   if (len != 0) msg += " of " + std::to_string(len) + " bytes at " + std::to_string(offset);

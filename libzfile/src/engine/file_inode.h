@@ -110,9 +110,11 @@ class FileInode final : public CacheBacking {
   // caller's memory is not aligned for O_DIRECT.
   Result<size_t> DeviceRead(uint64_t offset, void* buf, size_t len);
   Status DeviceWrite(uint64_t offset, const void* buf, size_t len);
-  // After an I/O error: re-report, resynchronise, apply the errors= policy.
-  // Caller holds write_mu_.
-  Status HandleIoErrorLocked(const Status& error, const char* what, uint64_t offset, size_t len);
+  // After an I/O error: waits for writes in flight, re-reports the zone,
+  // resynchronises size and zone accounting, applies the errors= policy.
+  // `lock` holds write_mu_.
+  Status HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const Status& error,
+                             const char* what, uint64_t offset, size_t len);
   void WaitNoWritesLocked(std::unique_lock<std::mutex>& lock);
 
   Volume* const vol_;

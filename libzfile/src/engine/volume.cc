@@ -90,6 +90,11 @@ Volume::~Volume() {
                  s.ToString().c_str());
 }
 
+bool Volume::unmounted() const {
+  std::lock_guard<std::mutex> lock(unmount_mu_);
+  return unmounted_;
+}
+
 Status Volume::Unmount() {
   std::lock_guard<std::mutex> lock(unmount_mu_);
   if (unmounted_) return Status();
@@ -159,12 +164,15 @@ Result<std::unique_ptr<FileHandle>> Volume::Open(std::string_view path, int flag
   const bool writable = acc != O_RDONLY;
   if (writable && read_only())
     return Status(EROFS, std::string(path) + ": the volume is read-only");
-  if ((flags & O_TRUNC) != 0) {
-    if (!writable) return Status(EINVAL, std::string(path) + ": O_TRUNC needs write access");
-    ZF_RETURN_IF_ERROR(inode->Truncate(0));
+  if ((flags & O_TRUNC) != 0 && !writable) {
+    return Status(EINVAL, std::string(path) + ": O_TRUNC needs write access");
   }
+  // Zone resources first: an open that is refused must not have reset the
+  // zone (O_TRUNC) on its way.
   if (writable) ZF_RETURN_IF_ERROR(inode->OpenForWrite());
-  return std::make_unique<FileHandle>(this, inode, flags);
+  auto handle = std::make_unique<FileHandle>(this, inode, flags);
+  if ((flags & O_TRUNC) != 0) ZF_RETURN_IF_ERROR(inode->Truncate(0));  // the handle closes
+  return handle;
 }
 
 Status Volume::StatPath(std::string_view path, FileStat* st) const {

@@ -55,6 +55,7 @@ class Volume {
   // EBUSY (and nothing done) while files are open, as umount does.
   Status Unmount();
   uint32_t open_files() const { return open_files_.load(); }
+  bool unmounted() const;
 
   // "cnv/0", "seq/12" (a leading '/' is accepted). ENOENT otherwise.
   Result<FileInode*> Lookup(std::string_view path) const;
@@ -98,7 +99,7 @@ class Volume {
   std::atomic<uint32_t> open_files_{0};
   friend class FileHandle;
   bool unmounted_ = false;
-  std::mutex unmount_mu_;
+  mutable std::mutex unmount_mu_;
 };
 
 // An open file. Closing (destroying) it ends explicit-open writing.

@@ -30,20 +30,39 @@ ZoneSlot* ZoneResources::IdleImplicitLocked() {
   return best;
 }
 
+void ZoneResources::SetStateLocked(ZoneSlot* slot, ZoneSlot::State state, bool active) {
+  if (slot->state != ZoneSlot::State::kNotOpen) --nr_open_;
+  if (slot->active) --nr_active_;
+  slot->state = state;
+  slot->active = active;
+  if (slot->state != ZoneSlot::State::kNotOpen) ++nr_open_;
+  if (slot->active) ++nr_active_;
+  idle_cv_.notify_all();
+}
+
+bool ZoneResources::SomeOpenZoneBusyLocked() const {
+  for (const ZoneSlot* s : slots_) {
+    if (s->state != ZoneSlot::State::kNotOpen && s->inflight > 0) return true;
+  }
+  return false;
+}
+
 Status ZoneResources::CloseZoneLocked(ZoneSlot* slot, bool empty) {
   Status s = dev_->ManageZones(ZoneOp::kClose, slot->zone, 1);
-  if (!s.ok()) return s;
-  stats_->zone_closes++;
-  slot->state = ZoneSlot::State::kNotOpen;
-  --nr_open_;
-  if (empty && slot->active) {
-    slot->active = false;
-    --nr_active_;
+  if (!s.ok()) {
+    // The device may have closed it already (filled, reset, or closed it to
+    // make room itself): then only our count was stale.
+    auto zone = dev_->ReportZone(slot->zone);
+    if (!zone.ok() || zone->open()) return s;
+    SetStateLocked(slot, ZoneSlot::State::kNotOpen, zone->cond == ZoneCondition::kClosed);
+    return Status();
   }
+  stats_->zone_closes++;
+  SetStateLocked(slot, ZoneSlot::State::kNotOpen, slot->active && !empty);
   return Status();
 }
 
-Status ZoneResources::BeginWrite(ZoneSlot* slot, bool empty) {
+Status ZoneResources::BeginWrite(ZoneSlot* slot) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (slot->state != ZoneSlot::State::kNotOpen) break;
@@ -53,55 +72,61 @@ Status ZoneResources::BeginWrite(ZoneSlot* slot, bool empty) {
                                "finish (truncate to capacity) or reset (truncate to 0) one");
     }
     if (max_open_ == 0 || nr_open_ < max_open_) {
-      slot->state = ZoneSlot::State::kImplicitOpen;
-      ++nr_open_;
+      SetStateLocked(slot, ZoneSlot::State::kImplicitOpen, true);
       break;
     }
     if (ZoneSlot* victim = IdleImplicitLocked()) {
       // A closed zone with data stays active; only its open slot is freed.
-      ZF_RETURN_IF_ERROR(CloseZoneLocked(victim, /*empty=*/!victim->active));
+      ZF_RETURN_IF_ERROR(CloseZoneLocked(victim, /*empty=*/false));
       continue;
+    }
+    if (!SomeOpenZoneBusyLocked()) {
+      return Status(EBUSY, "the device's open zone limit (" + std::to_string(max_open_) +
+                               ") is reached by zones open for writing (explicit-open)");
     }
     idle_cv_.wait(lock);  // every open zone is being written: wait for one
   }
-  (void)empty;
-  if (!slot->active) {
-    slot->active = true;
-    ++nr_active_;
-  }
+  if (!slot->active) SetStateLocked(slot, slot->state, true);
   ++slot->inflight;
   slot->last_use = ++clock_;
   return Status();
+}
+
+void ZoneResources::EndWrite(ZoneSlot* slot, bool full) {
+  std::lock_guard<std::mutex> lock(mu_);
+  --slot->inflight;
+  // A full zone holds no resources (the device closed it). Decided by the
+  // last writer out, which sees the final size.
+  if (slot->inflight == 0 && full) SetStateLocked(slot, ZoneSlot::State::kNotOpen, false);
+  idle_cv_.notify_all();
+}
+
+void ZoneResources::Hold(ZoneSlot* slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++slot->inflight;
+}
+
+void ZoneResources::Unhold(ZoneSlot* slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  --slot->inflight;
+  idle_cv_.notify_all();
 }
 
 Status ZoneResources::PrepareFinish(ZoneSlot* slot) {
   std::unique_lock<std::mutex> lock(mu_);
   while (slot->state == ZoneSlot::State::kNotOpen && max_open_ != 0 && nr_open_ >= max_open_) {
     if (ZoneSlot* victim = IdleImplicitLocked()) {
-      ZF_RETURN_IF_ERROR(CloseZoneLocked(victim, /*empty=*/!victim->active));
+      ZF_RETURN_IF_ERROR(CloseZoneLocked(victim, /*empty=*/false));
       continue;
+    }
+    if (!SomeOpenZoneBusyLocked()) {
+      return Status(EBUSY, "the device's open zone limit (" + std::to_string(max_open_) +
+                               ") is reached by zones open for writing; finishing a zone "
+                               "needs an open slot");
     }
     idle_cv_.wait(lock);
   }
   return Status();
-}
-
-void ZoneResources::EndWrite(ZoneSlot* slot, bool full, bool empty) {
-  std::lock_guard<std::mutex> lock(mu_);
-  --slot->inflight;
-  if (slot->inflight == 0 && (full || empty)) {
-    // A full zone holds no resources; nor does an empty implicitly-open
-    // one, which the device counts as open until closed: close it.
-    if (full && slot->state != ZoneSlot::State::kNotOpen) {
-      slot->state = ZoneSlot::State::kNotOpen;
-      --nr_open_;
-    }
-    if (full && slot->active) {
-      slot->active = false;
-      --nr_active_;
-    }
-  }
-  idle_cv_.notify_all();
 }
 
 Status ZoneResources::OpenForWrite(ZoneSlot* slot, bool empty, bool full) {
@@ -124,15 +149,13 @@ Status ZoneResources::OpenForWrite(ZoneSlot* slot, bool empty, bool full) {
   Status s = dev_->ManageZones(ZoneOp::kOpen, slot->zone, 1);
   if (!s.ok()) {
     --slot->writers;
+    if (s.err() == ETOOMANYREFS || s.err() == EOVERFLOW) {
+      return Status(EBUSY, s.message() + " (zones held open outside this volume?)");
+    }
     return s;
   }
   stats_->zone_opens++;
-  if (slot->state == ZoneSlot::State::kNotOpen) ++nr_open_;
-  slot->state = ZoneSlot::State::kExplicitOpen;
-  if (!slot->active) {
-    slot->active = true;
-    ++nr_active_;
-  }
+  SetStateLocked(slot, ZoneSlot::State::kExplicitOpen, true);
   return Status();
 }
 
@@ -146,11 +169,25 @@ void ZoneResources::CloseForWrite(ZoneSlot* slot, bool empty, bool full) {
 
 void ZoneResources::Released(ZoneSlot* slot) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (slot->state != ZoneSlot::State::kNotOpen) --nr_open_;
-  slot->state = ZoneSlot::State::kNotOpen;
-  if (slot->active) --nr_active_;
-  slot->active = false;
-  idle_cv_.notify_all();
+  SetStateLocked(slot, ZoneSlot::State::kNotOpen, false);
+}
+
+void ZoneResources::Resync(ZoneSlot* slot, ZoneCondition cond) {
+  std::lock_guard<std::mutex> lock(mu_);
+  switch (cond) {
+    case ZoneCondition::kImplicitOpen:
+      SetStateLocked(slot, ZoneSlot::State::kImplicitOpen, true);
+      break;
+    case ZoneCondition::kExplicitOpen:
+      SetStateLocked(slot, ZoneSlot::State::kExplicitOpen, true);
+      break;
+    case ZoneCondition::kClosed:
+      SetStateLocked(slot, ZoneSlot::State::kNotOpen, true);
+      break;
+    default:  // empty, full, read-only, offline: no resources
+      SetStateLocked(slot, ZoneSlot::State::kNotOpen, false);
+      break;
+  }
 }
 
 Status ZoneResources::CloseIdle() {
@@ -158,7 +195,6 @@ Status ZoneResources::CloseIdle() {
   Status first;
   for (ZoneSlot* s : slots_) {
     if (s->state != ZoneSlot::State::kNotOpen && s->inflight == 0) {
-      ZoneInfo z;
       auto r = dev_->ReportZone(s->zone);
       const bool empty = r.ok() && r->wp == r->start;
       Status st = CloseZoneLocked(s, empty);

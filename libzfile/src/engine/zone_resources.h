@@ -46,25 +46,34 @@ class ZoneResources {
   // capacity. Open zones must have been closed before.
   void Add(ZoneSlot* slot, bool active);
 
-  // Before a write to `slot`'s zone; `empty`: the zone has no data and no
-  // write in flight. EBUSY at the active limit; device errors from closing
-  // another zone are returned as they are.
-  Status BeginWrite(ZoneSlot* slot, bool empty);
-  // After it; `full`: the zone reached its capacity; `empty`: it is (again)
-  // empty, e.g. after a failed first write.
-  void EndWrite(ZoneSlot* slot, bool full, bool empty);
+  // Before a write to `slot`'s zone. EBUSY at the active limit, or when
+  // every open zone is explicitly open with nothing in flight (no wait
+  // could end); device errors from closing another zone as they are.
+  Status BeginWrite(ZoneSlot* slot);
+  // After it; `full`: the zone is at its capacity (the caller's view once
+  // its own write is counted, so the last writer out sees it).
+  void EndWrite(ZoneSlot* slot, bool full);
 
   // explicit-open: a handle opens the file for writing / closes it.
   Status OpenForWrite(ZoneSlot* slot, bool empty, bool full);
   void CloseForWrite(ZoneSlot* slot, bool empty, bool full);
 
-  // Before finishing `slot`'s zone: the device needs an open slot to finish
-  // a zone that is not open, so one is freed as BeginWrite would.
+  // A zone command on `slot`'s zone is about to run: the slot must not be
+  // chosen as a zone to close meanwhile. Ends with Unhold.
+  void Hold(ZoneSlot* slot);
+  void Unhold(ZoneSlot* slot);
+
+  // Before finishing `slot`'s zone (held): the device needs an open slot to
+  // finish a zone that is not open, so one is freed as BeginWrite would.
   Status PrepareFinish(ZoneSlot* slot);
 
   // The zone was reset or finished (or went offline/read-only): it holds
-  // no resources any more. Caller has no write in flight on it.
+  // no resources any more.
   void Released(ZoneSlot* slot);
+
+  // After an error: the slot takes the condition the device reports, so the
+  // counts match the device again.
+  void Resync(ZoneSlot* slot, ZoneCondition cond);
 
   // Closes every open zone with no write in flight (unmount).
   Status CloseIdle();
@@ -76,6 +85,10 @@ class ZoneResources {
  private:
   Status CloseZoneLocked(ZoneSlot* slot, bool empty);
   ZoneSlot* IdleImplicitLocked();
+  // True when some open zone has work in flight, i.e. waiting for a slot
+  // will end.
+  bool SomeOpenZoneBusyLocked() const;
+  void SetStateLocked(ZoneSlot* slot, ZoneSlot::State state, bool active);
 
   ZonedDevice* const dev_;
   const bool explicit_open_;
