@@ -37,6 +37,26 @@ std::string NullBlkConfigfs() {
   return dir == nullptr ? "" : dir;
 }
 
+// null_blk lists the configfs attributes it has in nullb/features
+// (zone_readonly and zone_offline came with later 6.1 stable kernels).
+bool NullBlkHasFeature(const std::string& name) {
+  const std::string dir = NullBlkConfigfs();
+  FILE* f = std::fopen((dir.substr(0, dir.rfind('/')) + "/features").c_str(), "r");
+  if (f == nullptr) return false;
+  char buf[4096] = {};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  const std::string features(buf, n);
+  for (size_t pos = features.find(name); pos != std::string::npos;
+       pos = features.find(name, pos + 1)) {
+    const bool start = pos == 0 || features[pos - 1] == ',' || features[pos - 1] == ' ';
+    const size_t end = pos + name.size();
+    const bool stop = end == features.size() || features[end] == ',' || features[end] == '\n';
+    if (start && stop) return true;
+  }
+  return false;
+}
+
 Status WriteAttribute(const std::string& path, const std::string& value) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) return ErrnoStatus(errno, "open " + path);
@@ -52,6 +72,13 @@ class ErrorPolicy : public VolumeTest {
   // Faults this suite can inject: the emulated backends' FaultInjector, or
   // null_blk's configfs attributes.
   bool has_faults() const { return GetParam().kind != "zbd" || nullblk(); }
+
+  // Zones can be made read-only or offline: always on the emulated
+  // backends, on null_blk when its kernel has the attributes.
+  bool has_zone_faults() const {
+    return !nullblk() ? has_faults()
+                      : NullBlkHasFeature("zone_readonly") && NullBlkHasFeature("zone_offline");
+  }
 
   // Takes a sequential zone out of service, with or without a volume
   // mounted. null_blk cannot bring it back: tests use distinct zones.
@@ -98,6 +125,9 @@ class ErrorPolicy : public VolumeTest {
 
 TEST_P(ErrorPolicy, OfflineAndReadOnlyZonesAtMount) {
   SKIP_WITHOUT_FAULTS();
+  if (!has_zone_faults()) {
+    GTEST_SKIP() << "this kernel's null_blk has no zone_readonly/zone_offline attributes";
+  }
   zfile_file* f = Open("seq/2", O_WRONLY | O_DIRECT);
   ASSERT_EQ(WritePattern(f, 0, 2 * kBlock, 3), ssize_t(2 * kBlock));
   Unmount();
@@ -129,6 +159,9 @@ TEST_P(ErrorPolicy, OfflineAndReadOnlyZonesAtMount) {
 
 TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
   SKIP_WITHOUT_FAULTS();
+  if (!has_zone_faults()) {
+    GTEST_SKIP() << "this kernel's null_blk has no zone_readonly/zone_offline attributes";
+  }
   zfile_file* a = Open("seq/22", O_RDWR | O_DIRECT);
   zfile_file* b = Open("seq/23", O_RDWR | O_DIRECT);
   ASSERT_EQ(WritePattern(a, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
