@@ -83,20 +83,32 @@ void RawAppend(benchmark::State& state, const BenchDevice& bd) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bs));
 }
 
+// Formats the device afresh and mounts it; nullptr (and the benchmark
+// skipped with the reason) on failure.
+zfile_vol* FormatAndMount(const BenchDevice& bd, const char* options, benchmark::State& state) {
+  {
+    auto dev = zfile::OpenDevice(bd.uri);
+    if (!dev.ok()) {
+      state.SkipWithError(dev.status().ToString().c_str());
+      return nullptr;
+    }
+    zfile::MkfsOptions o;
+    o.force = true;
+    if (!Check(zfile::Mkfs(dev->get(), o), state)) return nullptr;
+  }
+  zfile_vol* vol = nullptr;
+  if (zfile_vol_open(bd.uri.c_str(), options, &vol) != 0) {
+    state.SkipWithError(zfile_last_error());
+    return nullptr;
+  }
+  return vol;
+}
+
 // zfile: O_DIRECT zfile_append to sequential files, one at a time.
 void ZfileAppend(benchmark::State& state, const BenchDevice& bd) {
   const size_t bs = static_cast<size_t>(state.range(0));
-  {
-    auto dev = zfile::OpenDevice(bd.uri);
-    if (!dev.ok()) return state.SkipWithError(dev.status().ToString().c_str());
-    zfile::MkfsOptions o;
-    o.force = true;
-    if (!Check(zfile::Mkfs(dev->get(), o), state)) return;
-  }
-  zfile_vol* vol = nullptr;
-  if (zfile_vol_open(bd.uri.c_str(), nullptr, &vol) != 0) {
-    return state.SkipWithError(zfile_last_error());
-  }
+  zfile_vol* vol = FormatAndMount(bd, nullptr, state);
+  if (vol == nullptr) return;
   struct zfile_vol_info info {};
   zfile_vol_info(vol, &info);
   Buf buf = Aligned(bs);
@@ -139,17 +151,8 @@ void ZfileAppend(benchmark::State& state, const BenchDevice& bd) {
 void ZfileWarmRead(benchmark::State& state, const BenchDevice& bd) {
   const size_t bs = static_cast<size_t>(state.range(0));
   const size_t span = 64u << 20;
-  {
-    auto dev = zfile::OpenDevice(bd.uri);
-    if (!dev.ok()) return state.SkipWithError(dev.status().ToString().c_str());
-    zfile::MkfsOptions o;
-    o.force = true;
-    if (!Check(zfile::Mkfs(dev->get(), o), state)) return;
-  }
-  zfile_vol* vol = nullptr;
-  if (zfile_vol_open(bd.uri.c_str(), "cache_size=256M", &vol) != 0) {
-    return state.SkipWithError(zfile_last_error());
-  }
+  zfile_vol* vol = FormatAndMount(bd, "cache_size=256M", state);
+  if (vol == nullptr) return;
   zfile_file* f = nullptr;
   zfile_open(vol, "cnv/0", O_RDONLY, &f);
   Buf buf = Aligned(bs);
@@ -244,17 +247,25 @@ int main(int argc, char** argv) {
     for (int64_t bs : {4096, 128 * 1024, 1024 * 1024}) {
       const std::string suffix = bd.name + "/bs:" + std::to_string(bs);
       benchmark::RegisterBenchmark(("append/raw/" + suffix).c_str(), RawAppend, bd)
-          ->Arg(bs)->UseRealTime()->MinTime(0.3);
+          ->Arg(bs)
+          ->UseRealTime()
+          ->MinTime(0.3);
       benchmark::RegisterBenchmark(("append/zfile/" + suffix).c_str(), ZfileAppend, bd)
-          ->Arg(bs)->UseRealTime()->MinTime(0.3);
+          ->Arg(bs)
+          ->UseRealTime()
+          ->MinTime(0.3);
     }
   }
   for (int64_t bs : {4096, 128 * 1024, 1024 * 1024}) {
     benchmark::RegisterBenchmark(("read_warm/memcpy/bs:" + std::to_string(bs)).c_str(), Memcpy)
-        ->Arg(bs)->UseRealTime()->MinTime(0.3);
+        ->Arg(bs)
+        ->UseRealTime()
+        ->MinTime(0.3);
     benchmark::RegisterBenchmark(("read_warm/zfile/mem/bs:" + std::to_string(bs)).c_str(),
                                  ZfileWarmRead, Devices()[0])
-        ->Arg(bs)->UseRealTime()->MinTime(0.3);
+        ->Arg(bs)
+        ->UseRealTime()
+        ->MinTime(0.3);
   }
   benchmark::Initialize(&argc, argv);
   RatioReporter reporter;

@@ -39,6 +39,10 @@ int Ok() {
   return 0;
 }
 
+// 0 for OK, else the negative errno with the reason kept for
+// zfile_last_error().
+int Done(const zfile::Status& s) { return s.ok() ? Ok() : Fail(s); }
+
 template <typename T>
 ssize_t Count(const zfile::Result<T>& r) {
   if (!r.ok()) return Fail(r.status());
@@ -120,13 +124,12 @@ int zfile_vol_close(zfile_vol* vol) {
   // Refused (files open): nothing happened, and the volume stays usable.
   if (!vol->volume->unmounted()) return Fail(s);
   delete vol;
-  return s.ok() ? Ok() : Fail(s);
+  return Done(s);
 }
 
 int zfile_vol_sync(zfile_vol* vol) {
   if (vol == nullptr) return Fail(EINVAL, "zfile_vol_sync: NULL volume");
-  zfile::Status s = vol->volume->Sync();
-  return s.ok() ? Ok() : Fail(s);
+  return Done(vol->volume->Sync());
 }
 
 int zfile_vol_info(zfile_vol* vol, struct zfile_vol_info* info) {
@@ -212,14 +215,12 @@ ssize_t zfile_append(zfile_file* file, const void* buf, size_t len, uint64_t* of
 
 int zfile_fsync(zfile_file* file) {
   if (file == nullptr) return Fail(EINVAL, "zfile_fsync: NULL file");
-  zfile::Status s = file->handle->Fsync();
-  return s.ok() ? Ok() : Fail(s);
+  return Done(file->handle->Fsync());
 }
 
 int zfile_ftruncate(zfile_file* file, uint64_t size) {
   if (file == nullptr) return Fail(EINVAL, "zfile_ftruncate: NULL file");
-  zfile::Status s = file->handle->Truncate(size);
-  return s.ok() ? Ok() : Fail(s);
+  return Done(file->handle->Truncate(size));
 }
 
 int zfile_fstat(zfile_file* file, struct zfile_stat* st) {
@@ -244,16 +245,14 @@ int zfile_chmod(zfile_vol* vol, const char* path, uint32_t mode) {
   if (vol == nullptr || path == nullptr) return Fail(EINVAL, "zfile_chmod: NULL argument");
   auto inode = vol->volume->Lookup(path);
   if (!inode.ok()) return Fail(inode.status());
-  zfile::Status s = (*inode)->Chmod(mode);
-  return s.ok() ? Ok() : Fail(s);
+  return Done((*inode)->Chmod(mode));
 }
 
 int zfile_chown(zfile_vol* vol, const char* path, uint32_t uid, uint32_t gid) {
   if (vol == nullptr || path == nullptr) return Fail(EINVAL, "zfile_chown: NULL argument");
   auto inode = vol->volume->Lookup(path);
   if (!inode.ok()) return Fail(inode.status());
-  zfile::Status s = (*inode)->Chown(uid, gid);
-  return s.ok() ? Ok() : Fail(s);
+  return Done((*inode)->Chown(uid, gid));
 }
 
 int zfile_map(zfile_file* file, uint64_t, size_t, const void** addr, zfile_view** view) {
