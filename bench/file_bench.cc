@@ -9,51 +9,26 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "base/uri.h"
-#include "device/emu_backend.h"
+#include "bench_util.h"
 #include "device/zoned_device.h"
-#include "format/mkfs.h"
 #include "zfile/zfile.h"
 
 namespace {
 
+using zfile::bench::Aligned;
+using zfile::bench::BenchDevice;
+using zfile::bench::Buf;
+using zfile::bench::Check;
+using zfile::bench::FormatAndMount;
+using zfile::bench::RecordingReporter;
+
 constexpr const char* kGeometry = "size=4G&zone_size=256M&conv=2&block_size=4096";
 constexpr uint64_t kZoneSize = 256ull << 20;
 constexpr uint32_t kConv = 2;
-
-struct Free {
-  void operator()(uint8_t* p) const { std::free(p); }
-};
-using Buf = std::unique_ptr<uint8_t, Free>;
-Buf Aligned(size_t n) {
-  Buf b(static_cast<uint8_t*>(std::aligned_alloc(4096, n)));
-  std::memset(b.get(), 0x5A, n);
-  return b;
-}
-
-// One device per backend for the whole run; `uri` reopens it.
-struct BenchDevice {
-  std::string name;
-  std::string uri;
-};
-std::vector<BenchDevice>& Devices() {
-  static std::vector<BenchDevice> d;
-  return d;
-}
-std::string g_emu_dir;
-
-bool Check(const zfile::Status& s, benchmark::State& state) {
-  if (!s.ok()) state.SkipWithError(s.ToString().c_str());
-  return s.ok();
-}
 
 // Baseline: writes at the write pointer of sequential zones, through the
 // device backend, one at a time.
@@ -81,27 +56,6 @@ void RawAppend(benchmark::State& state, const BenchDevice& bd) {
     off += bs;
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bs));
-}
-
-// Formats the device afresh and mounts it; nullptr (and the benchmark
-// skipped with the reason) on failure.
-zfile_vol* FormatAndMount(const BenchDevice& bd, const char* options, benchmark::State& state) {
-  {
-    auto dev = zfile::OpenDevice(bd.uri);
-    if (!dev.ok()) {
-      state.SkipWithError(dev.status().ToString().c_str());
-      return nullptr;
-    }
-    zfile::MkfsOptions o;
-    o.force = true;
-    if (!Check(zfile::Mkfs(dev->get(), o), state)) return nullptr;
-  }
-  zfile_vol* vol = nullptr;
-  if (zfile_vol_open(bd.uri.c_str(), options, &vol) != 0) {
-    state.SkipWithError(zfile_last_error());
-    return nullptr;
-  }
-  return vol;
 }
 
 // zfile: O_DIRECT zfile_append to sequential files, one at a time.
@@ -185,65 +139,34 @@ void Memcpy(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bs));
 }
 
-// Prints what Google Benchmark prints, then the ratio table.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred) continue;
-      auto it = r.counters.find("bytes_per_second");
-      if (it != r.counters.end()) rate_[r.benchmark_name()] = it->second.value;
+// The table of zfile/baseline ratios, from runs of the same process.
+void PrintRatios(const RecordingReporter& reporter) {
+  std::printf("\n%-36s %12s %12s %8s\n", "zfile vs baseline (same run)", "zfile MB/s", "base MB/s",
+              "ratio");
+  for (const auto& [name, run] : reporter.runs()) {
+    std::string base;
+    if (name.rfind("append/zfile/", 0) == 0) {
+      base = "append/raw/" + name.substr(13);
+    } else if (name.rfind("read_warm/zfile/", 0) == 0) {
+      base = "read_warm/memcpy/" + name.substr(name.find("/bs:") + 1);  // same suffix
+    } else {
+      continue;
     }
+    const double rate = reporter.Counter(name, "bytes_per_second");
+    const double base_rate = reporter.Counter(base, "bytes_per_second");
+    if (base_rate == 0) continue;
+    std::printf("%-36s %12.1f %12.1f %8.3f\n", name.c_str(), rate / 1e6, base_rate / 1e6,
+                rate / base_rate);
   }
-  void PrintRatios() const {
-    std::printf("\n%-36s %12s %12s %8s\n", "zfile vs baseline (same run)", "zfile MB/s",
-                "base MB/s", "ratio");
-    for (const auto& [name, rate] : rate_) {
-      std::string base;
-      if (name.rfind("append/zfile/", 0) == 0) {
-        base = "append/raw/" + name.substr(13);
-      } else if (name.rfind("read_warm/zfile/", 0) == 0) {
-        base = "read_warm/memcpy/" + name.substr(name.find("/bs:") + 1);  // same suffix
-      } else {
-        continue;
-      }
-      auto b = rate_.find(base);
-      if (b == rate_.end() || b->second == 0) continue;
-      // Names end in "/<arg>/min_time:.../real_time": show the meaningful part.
-      const std::string shown = name.substr(0, name.find('/', name.find("/bs:") + 1));
-      std::printf("%-36s %12.1f %12.1f %8.3f\n", shown.c_str(), rate / 1e6, b->second / 1e6,
-                  rate / b->second);
-    }
-  }
-
- private:
-  std::map<std::string, double> rate_;
-};
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  char tmpl[] = "/tmp/zfile-file-bench-XXXXXX";
-  const char* parent = std::getenv("ZFILE_BENCH_EMU_DIR");
-  std::string dir = parent ? std::string(parent) + "/zfile-file-bench-XXXXXX" : tmpl;
-  std::vector<char> d(dir.begin(), dir.end());
-  d.push_back('\0');
-  if (mkdtemp(d.data()) == nullptr) {
-    std::perror("mkdtemp");
-    return 1;
-  }
-  g_emu_dir = std::string(d.data()) + "/dev";
-  auto uri = zfile::Uri::Parse(std::string("emu:?") + kGeometry);
-  zfile::EmulatedGeometry g;
-  if (!uri.ok() || !g.ReadFromUri(*uri).ok() || !zfile::CreateEmuDevice(g_emu_dir, g).ok()) {
-    std::fprintf(stderr, "cannot create the emu device in %s\n", g_emu_dir.c_str());
-    return 1;
-  }
-  Devices().push_back({"mem", std::string("mem:file-bench?") + kGeometry});
-  Devices().push_back({"emu", "emu:" + g_emu_dir});
-
-  for (const BenchDevice& bd : Devices()) {
+  zfile::bench::ScratchDevices scratch("file-bench", kGeometry);
+  if (scratch.devices().empty()) return 1;
+  const std::vector<BenchDevice>& devices = scratch.devices();
+  for (const BenchDevice& bd : devices) {
     for (int64_t bs : {4096, 128 * 1024, 1024 * 1024}) {
       const std::string suffix = bd.name + "/bs:" + std::to_string(bs);
       benchmark::RegisterBenchmark(("append/raw/" + suffix).c_str(), RawAppend, bd)
@@ -262,16 +185,11 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->MinTime(0.3);
     benchmark::RegisterBenchmark(("read_warm/zfile/mem/bs:" + std::to_string(bs)).c_str(),
-                                 ZfileWarmRead, Devices()[0])
+                                 ZfileWarmRead, devices[0])
         ->Arg(bs)
         ->UseRealTime()
         ->MinTime(0.3);
   }
-  benchmark::Initialize(&argc, argv);
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.PrintRatios();
-  benchmark::Shutdown();
-  std::filesystem::remove_all(d.data());
+  zfile::bench::RunAndSummarize(argc, argv, PrintRatios);
   return 0;
 }

@@ -864,5 +864,68 @@ TEST(PageCacheTest, ConcurrentReadersAndWritersMatchAModel) {
   EXPECT_TRUE(ReadRange(f.get(), 0, kSize, kSize) == model) << "cache differs from the model";
 }
 
+// ---- Mapped views ----
+
+TEST(PageCacheViewTest, AViewIsOneContiguousReadOnlyStretchAcrossScatteredPages) {
+  FakeBacking backing(16 * kPage, kBlock);
+  PageCache cache(QuietOptions());
+  auto f = cache.Register(&backing, kBlock, "f");
+  // Pages 5, then 3, then 4: their slots are not in file order.
+  ReadRange(f.get(), 5 * kPage, 1, 16 * kPage);
+  ReadRange(f.get(), 3 * kPage, 1, 16 * kPage);
+  auto view = f->Map(3 * kPage + 100, 2 * kPage + 50, 16 * kPage);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  EXPECT_EQ((*view)->size(), 2 * kPage + 50);
+  const auto* p = static_cast<const uint8_t*>((*view)->data());
+  EXPECT_EQ(std::vector<uint8_t>(p, p + 2 * kPage + 50),
+            Pattern(3 * kPage + 100, 2 * kPage + 50, 1));
+  // A later write shows through at once (the same memory).
+  WriteOk(f.get(), 4 * kPage, Pattern(0, 4096, 9), 16 * kPage);
+  EXPECT_EQ(std::vector<uint8_t>(p + kPage - 100, p + kPage - 100 + 4096), Pattern(0, 4096, 9));
+}
+
+TEST(PageCacheViewTest, PinnedPagesSurviveEvictionAndRefuseInvalidation) {
+  FakeBacking backing(64 * kPage, kBlock);
+  PageCache cache(QuietOptions(8 * kPage));
+  auto f = cache.Register(&backing, kBlock, "f");
+  auto view = f->Map(0, kPage, 64 * kPage);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  // Stream far more than the cache through it.
+  for (uint64_t i = 1; i < 64; ++i) ReadRange(f.get(), i * kPage, kPage, 64 * kPage);
+  backing.ClearCalls();
+  ReadRange(f.get(), 0, kPage, 64 * kPage);
+  EXPECT_TRUE(backing.reads().empty()) << "the pinned page was evicted";
+  Status st = f->Invalidate(0, kPage);
+  EXPECT_EQ(st.err(), EBUSY);
+  EXPECT_NE(st.message().find("pinned by a mapped view"), std::string::npos) << st.ToString();
+  view->reset();
+  EXPECT_TRUE(f->Invalidate(0, kPage).ok());
+}
+
+TEST(PageCacheViewTest, ViewsMayPinAtMostHalfTheCache) {
+  FakeBacking backing(64 * kPage, kBlock);
+  PageCache cache(QuietOptions(8 * kPage));
+  auto f = cache.Register(&backing, kBlock, "f");
+  auto a = f->Map(0, 3 * kPage, 64 * kPage);
+  ASSERT_TRUE(a.ok());
+  auto b = f->Map(8 * kPage, 2 * kPage, 64 * kPage);
+  EXPECT_EQ(b.status().err(), ENOMEM);
+  auto c = f->Map(8 * kPage, kPage, 64 * kPage);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(f->Map(64 * kPage - 10, 11, 64 * kPage).status().err(), EINVAL);  // past the end
+}
+
+TEST(PageCacheViewTest, CachedTellsWhetherEveryBlockIsUpToDate) {
+  FakeBacking backing(16 * kPage, kBlock);
+  PageCache cache(QuietOptions());
+  auto f = cache.Register(&backing, kBlock, "f");
+  EXPECT_FALSE(f->Cached(0, 100));
+  WriteOk(f.get(), 0, Pattern(0, 4096, 2), 16 * kPage);
+  EXPECT_TRUE(f->Cached(0, 4096));
+  EXPECT_FALSE(f->Cached(0, 4097));  // the next block was never loaded
+  ReadRange(f.get(), 0, kPage + 1, 16 * kPage);
+  EXPECT_TRUE(f->Cached(100, kPage));
+}
+
 }  // namespace
 }  // namespace zfile

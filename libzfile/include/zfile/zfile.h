@@ -77,7 +77,8 @@ struct zfile_vol_info {
  * "errors=zone-ro,explicit-open", or NULL; an unknown option is -EINVAL. */
 int zfile_vol_open(const char *uri, const char *options, zfile_vol **vol);
 /* Writes back dirty data and unmounts. -EBUSY, and nothing done, while
- * files of the volume are open. */
+ * files of the volume are open or views mapped; any other result means the
+ * volume is gone. */
 int zfile_vol_close(zfile_vol *vol);
 int zfile_vol_sync(zfile_vol *vol);
 int zfile_vol_info(zfile_vol *vol, struct zfile_vol_info *info);
@@ -106,7 +107,11 @@ int zfile_stat(zfile_vol *vol, const char *path, struct zfile_stat *st);
 int zfile_chmod(zfile_vol *vol, const char *path, uint32_t mode);
 int zfile_chown(zfile_vol *vol, const char *path, uint32_t uid, uint32_t gid);
 
-/* A read-only, pinned, zero-copy view of a cached file range. */
+/* A read-only, pinned, zero-copy view of [off, off+len), which must lie
+ * within the file (EINVAL), of a file open for reading (EACCES). Later
+ * writes to the range show through it. While it exists the file's zone
+ * cannot be reset or finished (EBUSY), nor the volume closed. Views may pin
+ * at most half of the page cache (ENOMEM beyond). */
 int zfile_map(zfile_file *file, uint64_t off, size_t len, const void **addr, zfile_view **view);
 int zfile_unmap(zfile_view *view);
 

@@ -216,9 +216,13 @@ class Vol {
   zfile_vol* get() const noexcept { return vol_; }
 
   // Writes back dirty data and unmounts. 0 when there was nothing to close.
+  // -EBUSY while files are open or views mapped: then nothing happened and
+  // this object still owns the volume.
   int Close() noexcept {
     if (vol_ == nullptr) return 0;
-    return zfile_vol_close(std::exchange(vol_, nullptr));
+    const int ret = zfile_vol_close(vol_);
+    if (ret != -EBUSY) vol_ = nullptr;
+    return ret;
   }
 
   // Gives up ownership: the caller must zfile_vol_close() the result.

@@ -23,6 +23,11 @@ struct zfile_file {
   std::unique_ptr<zfile::FileHandle> handle;
 };
 
+// Outlives the file handle it was made through, not the volume.
+struct zfile_view {
+  std::unique_ptr<zfile::FileView> view;
+};
+
 namespace {
 
 thread_local std::string last_error;
@@ -121,9 +126,12 @@ int zfile_vol_open(const char* uri, const char* options, zfile_vol** vol) {
 int zfile_vol_close(zfile_vol* vol) {
   if (vol == nullptr) return Fail(EINVAL, "zfile_vol_close: NULL volume");
   zfile::Status s = vol->volume->Unmount();
-  // Refused (files open): nothing happened, and the volume stays usable.
+  // Refused (files open, views mapped): nothing happened, and the volume
+  // stays usable. EBUSY means exactly that, so a failure after the unmount
+  // went ahead (the volume is gone) never says EBUSY.
   if (!vol->volume->unmounted()) return Fail(s);
   delete vol;
+  if (s.err() == EBUSY) return Fail(EIO, "unmounted, but: " + s.message());
   return Done(s);
 }
 
@@ -255,17 +263,26 @@ int zfile_chown(zfile_vol* vol, const char* path, uint32_t uid, uint32_t gid) {
   return Done((*inode)->Chown(uid, gid));
 }
 
-int zfile_map(zfile_file* file, uint64_t, size_t, const void** addr, zfile_view** view) {
+int zfile_map(zfile_file* file, uint64_t off, size_t len, const void** addr, zfile_view** view) {
   if (addr != nullptr) *addr = nullptr;
   if (view != nullptr) *view = nullptr;
-  if (file == nullptr) return Fail(EINVAL, "zfile_map: NULL file");
-  // Mapped views come with the coherency layer (two-state lock and pins).
-  return Fail(ENOSYS, "zfile_map: mapped views are not available in this build yet");
+  if (file == nullptr || addr == nullptr || view == nullptr) {
+    return Fail(EINVAL, "zfile_map: NULL argument");
+  }
+  auto mapped = file->handle->Map(off, len);
+  if (!mapped.ok()) return Fail(mapped.status());
+  auto* v = new (std::nothrow) zfile_view;
+  if (v == nullptr) return Fail(ENOMEM, "out of memory");
+  v->view = std::move(mapped).value();
+  *addr = v->view->data();
+  *view = v;
+  return Ok();
 }
 
 int zfile_unmap(zfile_view* view) {
   if (view == nullptr) return Fail(EINVAL, "zfile_unmap: NULL view");
-  return Fail(ENOSYS, "zfile_unmap: mapped views are not available in this build yet");
+  delete view;
+  return Ok();
 }
 
 const char* zfile_last_error(void) { return last_error.c_str(); }

@@ -17,7 +17,10 @@
 // Locking order (acquire only in this order):
 //    1. page locks -- of one file at a time, in ascending page index;
 //    2. a file's index mutex (FileImpl::mu_);
-//    3. the cache mutex (Impl::mu_).
+//    3. the cache mutex (Impl::mu_);
+//    4. the arena's mutex (PageArena, taken to allocate and free slots).
+//  Pages are freed (their slots go back to the arena) with neither 2 nor 3
+//  held: an allocation waiting for a slot waits for such a free.
 //  Nobody blocks on a page lock while holding 2 or 3, and nothing waits for
 //  cache space while holding a page lock or a pin.
 //
@@ -44,6 +47,8 @@
 //    device request (read batches, readahead, write-through) the extra pages
 //    are taken only if there is room without waiting.
 #include "cache/page_cache.h"
+
+#include "cache/page_arena.h"
 
 #include <algorithm>
 #include <atomic>
@@ -79,6 +84,9 @@ constexpr size_t kMaxBackgroundBatch = 1024;
 // Times Invalidate writes back a page that a racing writer dirtied again
 // before giving up with EBUSY.
 constexpr int kInvalidateRetries = 3;
+// How long Invalidate keeps trying a page that another operation holds
+// (not a view) before it reports it busy.
+constexpr std::chrono::milliseconds kInvalidateBusyWait{2};
 constexpr uint64_t kToEnd = std::numeric_limits<uint64_t>::max();
 
 using Clock = std::chrono::steady_clock;
@@ -129,18 +137,23 @@ CacheOptions Normalize(CacheOptions o) {
 class FileImpl;
 
 struct Page {
-  Page(FileImpl* f, uint64_t i, std::unique_ptr<uint8_t[]> d)
-      : file(f), index(i), data(std::move(d)) {}
+  Page(FileImpl* f, uint64_t i, PageArena* a, uint8_t* d) : file(f), index(i), arena(a), data(d) {}
+  ~Page() { arena->Free(data); }
+  Page(const Page&) = delete;
+  Page& operator=(const Page&) = delete;
 
   FileImpl* const file;
   const uint64_t index;
-  const std::unique_ptr<uint8_t[]> data;
+  PageArena* const arena;
+  uint8_t* const data;  // a slot of the arena
 
   std::shared_mutex mu;
   BlockBits uptodate;  // guarded by mu
   BlockBits dirty;     // guarded by mu; a subset of uptodate
 
   std::atomic<uint32_t> refs{0};
+  // Of refs, those held by mapped views (for the reason Invalidate gives).
+  std::atomic<uint32_t> view_pins{0};
   // Set by lookups; the clock hand clears it and gives the page a second
   // chance. New pages start unreferenced so one-shot streams go first.
   std::atomic<bool> referenced{false};
@@ -210,6 +223,8 @@ class FileImpl final : public CachedFile {
                               uint64_t file_size) override;
   Status WriteBack(uint64_t offset, uint64_t len) override;
   Status Invalidate(uint64_t offset, uint64_t len) override;
+  Result<std::unique_ptr<CacheView>> Map(uint64_t offset, size_t len, uint64_t file_size) override;
+  bool Cached(uint64_t offset, size_t len) override;
   void Discard(uint64_t offset) override;
   uint64_t dirty_bytes() const override { return dirty_bytes_.load(std::memory_order_relaxed); }
 
@@ -258,7 +273,16 @@ class PageCache::Impl {
                               uint64_t file_size);
   Status WriteBack(FileImpl* f, uint64_t offset, uint64_t len);
   Status Invalidate(FileImpl* f, uint64_t offset, uint64_t len);
+  Result<std::unique_ptr<CacheView>> Map(FileImpl* f, uint64_t offset, size_t len,
+                                         uint64_t file_size);
+  bool Cached(FileImpl* f, uint64_t offset, size_t len);
   void Discard(FileImpl* f, uint64_t offset);
+  // Called by a view being destroyed, after its pins are gone.
+  void ViewClosed(uint64_t pages);
+
+  void InjectAllocationFailures(uint32_t count) { injected_allocation_failures_ += count; }
+  // Consumes one injected failure, if any is pending.
+  bool InjectedAllocationFailure();
   // Waits for cache-side users of `f` to finish, then frees its pages
   // (dirty ones included: the caller wrote back what mattered).
   void Unregister(FileImpl* f);
@@ -292,6 +316,8 @@ class PageCache::Impl {
   PageRef CreateFreshPage(FileImpl* f, uint64_t index, PageLock* lock);
   // Publishes a page against a reservation already made.
   Result<PageRef> InsertPage(FileImpl* f, uint64_t index, PageLock* fresh_lock);
+  // Pins the cached page with the lowest index in [first, last], if any.
+  PageRef PinFirst(FileImpl* f, uint64_t first, uint64_t last);
   // Pins the cached pages with index in [first, last], ascending.
   std::vector<PageRef> PinRange(FileImpl* f, uint64_t first, uint64_t last, bool dirty_only);
 
@@ -334,6 +360,9 @@ class PageCache::Impl {
   bool bg_kick_ = false;
   // Callers that may wait for space; unpinners notify only when nonzero.
   std::atomic<int> space_waiters_{0};
+  // Pages pinned by live views (counted per view). Views may pin at most
+  // half the cache, so buffered I/O always has room to make progress.
+  uint64_t view_pages_ = 0;  // guarded by mu_
 
   std::atomic<uint64_t> hits_{0};
   std::atomic<uint64_t> misses_{0};
@@ -341,7 +370,10 @@ class PageCache::Impl {
   std::atomic<uint64_t> evictions_{0};
   std::atomic<uint64_t> writeback_bytes_{0};
   std::atomic<uint64_t> writethrough_bytes_{0};
+  std::atomic<uint32_t> injected_allocation_failures_{0};
 
+  // Before the thread: pages are built in it from the first insertion on.
+  PageArena arena_;
   std::thread bg_thread_;  // last: starts once everything above is built
 };
 
@@ -376,6 +408,11 @@ Status FileImpl::Invalidate(uint64_t offset, uint64_t len) {
   return cache_->Invalidate(this, offset, len);
 }
 void FileImpl::Discard(uint64_t offset) { cache_->Discard(this, offset); }
+bool FileImpl::Cached(uint64_t offset, size_t len) { return cache_->Cached(this, offset, len); }
+
+Result<std::unique_ptr<CacheView>> FileImpl::Map(uint64_t offset, size_t len, uint64_t file_size) {
+  return cache_->Map(this, offset, len, file_size);
+}
 
 std::vector<Page*> RawPages(const std::vector<PageRef>& refs) {
   std::vector<Page*> pages;
@@ -429,12 +466,13 @@ class PageCache::Impl::BlockRun {
     const uint64_t offset = head.page->index * cache_->page_size_ + uint64_t{head.first} * bs;
     Status st;
     if (segments_.size() == 1) {
-      st = file_->backing_->WriteBlocks(offset, head.page->data.get() + uint64_t{head.first} * bs,
-                                        bytes_);
+      st =
+          file_->backing_->WriteBlocks(offset, head.page->data + uint64_t{head.first} * bs, bytes_);
     } else {
       // The pages are not adjacent in memory and the backing takes one
       // buffer: gather into a bounce buffer.
-      std::unique_ptr<uint8_t[]> bounce(new (std::nothrow) uint8_t[bytes_]);
+      std::unique_ptr<uint8_t[]> bounce;
+      if (!cache_->InjectedAllocationFailure()) bounce.reset(new (std::nothrow) uint8_t[bytes_]);
       if (!bounce) {
         st = Status(ENOMEM, "page cache: no memory for a " + std::to_string(bytes_) +
                                 "-byte write of " + file_->name_);
@@ -442,7 +480,7 @@ class PageCache::Impl::BlockRun {
         uint64_t pos = 0;
         for (const Segment& s : segments_) {
           const uint64_t n = uint64_t{s.count} * bs;
-          std::memcpy(bounce.get() + pos, s.page->data.get() + uint64_t{s.first} * bs, n);
+          std::memcpy(bounce.get() + pos, s.page->data + uint64_t{s.first} * bs, n);
           pos += n;
         }
         st = file_->backing_->WriteBlocks(offset, bounce.get(), bytes_);
@@ -491,7 +529,8 @@ PageCache::Impl::Impl(const CacheOptions& options)
       max_io_bytes_(std::max<uint64_t>(kMaxIoBytes, options_.page_size)),
       interval_(std::chrono::milliseconds(options_.writeback_interval_ms)),
       period_(std::chrono::milliseconds(
-          std::clamp<uint32_t>(options_.writeback_interval_ms, 10, 1000))) {
+          std::clamp<uint32_t>(options_.writeback_interval_ms, 10, 1000))),
+      arena_(options_.page_size, options_.capacity_bytes / options_.page_size) {
   bg_thread_ = std::thread([this] { BackgroundLoop(); });
 }
 
@@ -759,12 +798,12 @@ PageRef PageCache::Impl::CreateFreshPage(FileImpl* f, uint64_t index, PageLock* 
 Result<PageRef> PageCache::Impl::InsertPage(FileImpl* f, uint64_t index, PageLock* fresh_lock) {
   // Zeroed: blocks that are never loaded (past the end of the file) read as
   // zeros.
-  std::unique_ptr<uint8_t[]> data(new (std::nothrow) uint8_t[page_size_]());
-  if (!data) {
+  uint8_t* data = InjectedAllocationFailure() ? nullptr : arena_.Allocate();
+  if (data == nullptr) {
     Unreserve();
     return Status(ENOMEM, "page cache: no memory for a page of " + f->name_);
   }
-  auto page = std::make_unique<Page>(f, index, std::move(data));
+  auto page = std::make_unique<Page>(f, index, &arena_, data);
   // Locked before it is published, so nobody can get in before the loader.
   if (fresh_lock != nullptr) *fresh_lock = PageLock(page->mu);
   Page* existing = nullptr;
@@ -792,6 +831,14 @@ Result<PageRef> PageCache::Impl::InsertPage(FileImpl* f, uint64_t index, PageLoc
   return PageRef(this, existing, false);
 }
 
+PageRef PageCache::Impl::PinFirst(FileImpl* f, uint64_t first, uint64_t last) {
+  std::lock_guard fl(f->mu_);
+  auto it = f->pages_.lower_bound(first);
+  if (it == f->pages_.end() || it->first > last) return PageRef();
+  it->second->refs.fetch_add(1);
+  return PageRef(this, it->second, false);
+}
+
 std::vector<PageRef> PageCache::Impl::PinRange(FileImpl* f, uint64_t first, uint64_t last,
                                                bool dirty_only) {
   std::vector<PageRef> refs;
@@ -813,7 +860,7 @@ Status PageCache::Impl::FillBlock(FileImpl* f, Page* page, uint32_t block, uint6
   if (page->uptodate[block]) return Status::Ok();
   const uint32_t bs = f->block_size_;
   const uint64_t offset = page->index * page_size_ + uint64_t{block} * bs;
-  uint8_t* dst = page->data.get() + uint64_t{block} * bs;
+  uint8_t* dst = page->data + uint64_t{block} * bs;
   if (offset >= limit) {
     // Beyond the end of the file the device holds nothing (and must not be
     // read). Not marked up to date: only the caller's write makes it so.
@@ -841,13 +888,13 @@ Status PageCache::Impl::LoadMissingBlocks(FileImpl* f, Page* page, uint64_t limi
   Status st;
   ForEachRun(~page->uptodate, 0, valid, [&](uint32_t first, uint32_t count) {
     if (!st.ok()) return;
-    st = f->backing_->ReadBlocks(page_off + uint64_t{first} * bs,
-                                 page->data.get() + uint64_t{first} * bs, uint64_t{count} * bs);
+    st = f->backing_->ReadBlocks(page_off + uint64_t{first} * bs, page->data + uint64_t{first} * bs,
+                                 uint64_t{count} * bs);
     if (st.ok()) page->uptodate |= BlockRange(first, count);
   });
   ZF_RETURN_IF_ERROR(st);
   ForEachRun(~page->uptodate, valid, f->blocks_per_page_, [&](uint32_t first, uint32_t count) {
-    std::memset(page->data.get() + uint64_t{first} * bs, 0, uint64_t{count} * bs);
+    std::memset(page->data + uint64_t{first} * bs, 0, uint64_t{count} * bs);
   });
   return Status::Ok();
 }
@@ -863,13 +910,13 @@ Status PageCache::Impl::ReadPages(FileImpl* f, const std::vector<Page*>& pages, 
     if (!bounce) return ReadPages(f, {pages.front()}, limit);
   }
   ZF_RETURN_IF_ERROR(
-      f->backing_->ReadBlocks(first_off, bounce ? bounce.get() : pages.front()->data.get(), len));
+      f->backing_->ReadBlocks(first_off, bounce ? bounce.get() : pages.front()->data, len));
   for (Page* page : pages) {
     const uint64_t page_off = page->index * page_size_;
     const uint64_t valid = std::min<uint64_t>(page_size_, end - page_off);
-    if (bounce) std::memcpy(page->data.get(), bounce.get() + (page_off - first_off), valid);
+    if (bounce) std::memcpy(page->data, bounce.get() + (page_off - first_off), valid);
     // A failed write-through may have left bytes in blocks it dropped.
-    std::memset(page->data.get() + valid, 0, page_size_ - valid);
+    std::memset(page->data + valid, 0, page_size_ - valid);
     page->uptodate |= BlockRange(0, static_cast<uint32_t>(valid / f->block_size_));
   }
   return Status::Ok();
@@ -948,7 +995,7 @@ Result<size_t> PageCache::Impl::Read(FileImpl* f, uint64_t offset, void* buf, si
     {
       std::shared_lock shared(page->mu);
       if ((page->uptodate & need) == need) {
-        std::memcpy(out, page->data.get() + from, to - from);
+        std::memcpy(out, page->data + from, to - from);
         copied = true;
       }
     }
@@ -961,7 +1008,7 @@ Result<size_t> PageCache::Impl::Read(FileImpl* f, uint64_t offset, void* buf, si
       } else if (index >= loaded_end) {
         hits_.fetch_add(1, std::memory_order_relaxed);
       }
-      std::memcpy(out, page->data.get() + from, to - from);
+      std::memcpy(out, page->data + from, to - from);
     } else if (index >= loaded_end) {
       hits_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -990,7 +1037,7 @@ Result<size_t> PageCache::Impl::Write(FileImpl* f, uint64_t offset, const void* 
       ZF_ASSIGN_OR_RETURN(PageRef page, GetPage(f, index));
       PageLock lock(page->mu);
       ZF_RETURN_IF_ERROR(FillPartialBlocks(f, page.get(), from, to, limit));
-      std::memcpy(page->data.get() + from, in, to - from);
+      std::memcpy(page->data + from, in, to - from);
       const BlockBits range = BlockRange(from / bs, (to + bs - 1) / bs - from / bs);
       page->uptodate |= range;
       page->dirty |= range;
@@ -1044,7 +1091,7 @@ Result<size_t> PageCache::Impl::WriteThrough(FileImpl* f, uint64_t offset, const
       Status written = run.Write();
       return written.ok() ? st : written;
     }
-    std::memcpy(page->data.get() + from, in, to - from);
+    std::memcpy(page->data + from, in, to - from);
     page->uptodate |= BlockRange(first, count);
     run.Add(page.get(), first, count);
     run.Hold(std::move(lock));
@@ -1141,26 +1188,59 @@ Status PageCache::Impl::Invalidate(FileImpl* f, uint64_t offset, uint64_t len) {
     std::vector<PageRef> dirty = PinRange(f, first, last, /*dirty_only=*/true);
     ZF_RETURN_IF_ERROR(FlushPages(f, RawPages(dirty), 0, kToEnd));
   }
-  std::vector<PageRef> pins = PinRange(f, first, last, /*dirty_only=*/false);
-  bool busy = false;
-  for (PageRef& pin : pins) {
-    for (int attempt = 0;; ++attempt) {
-      const RemoveResult result = TryRemove(pin.get());
-      if (result == RemoveResult::kRemoved) {
-        delete pin.Release();
-        break;
-      }
-      if (result == RemoveResult::kBusy || attempt == kInvalidateRetries) {
-        busy = true;
-        break;
-      }
+  // One page at a time, and a page that is merely in use (a concurrent
+  // write-back, read or invalidation: transient) is let go and looked up
+  // again for a little while, so two invalidations of one page do not keep
+  // each other out. A view's pin is not transient: give up on that page.
+  std::string busy;  // why the first page that stays could not go
+  uint64_t index = first;
+  int dirty_attempts = 0;
+  std::optional<Clock::time_point> busy_since;
+  while (index <= last) {
+    PageRef pin = PinFirst(f, index, last);
+    if (!pin) break;
+    if (pin->index != index) {
+      index = pin->index;
+      dirty_attempts = 0;
+      busy_since.reset();
+    }
+    const RemoveResult result = TryRemove(pin.get());
+    if (result == RemoveResult::kRemoved) {
+      delete pin.Release();
+      ++index;
+      dirty_attempts = 0;
+      busy_since.reset();
+      continue;
+    }
+    bool give_up = false;
+    if (result == RemoveResult::kDirty) {
       // A writer dirtied it again after our write-back.
-      ZF_RETURN_IF_ERROR(FlushPages(f, {pin.get()}, 0, kToEnd));
+      give_up = dirty_attempts++ >= kInvalidateRetries;
+      if (!give_up) ZF_RETURN_IF_ERROR(FlushPages(f, {pin.get()}, 0, kToEnd));
+    } else if (pin->view_pins.load() != 0) {
+      give_up = true;
+    } else {
+      const Clock::time_point now = Clock::now();
+      if (!busy_since) busy_since = now;
+      give_up = now - *busy_since >= kInvalidateBusyWait;
+      if (!give_up) {
+        pin.Reset();
+        std::this_thread::yield();
+      }
+    }
+    if (give_up) {
+      if (busy.empty()) {
+        busy = "the cache page at " + std::to_string(index * page_size_) + " is " +
+               (result == RemoveResult::kDirty      ? "dirtied again as it is written back"
+                : pin && pin->view_pins.load() != 0 ? "pinned by a mapped view"
+                                                    : "in use by another operation");
+      }
+      ++index;
+      dirty_attempts = 0;
+      busy_since.reset();
     }
   }
-  if (busy) {
-    return Status(EBUSY, "page cache: " + f->name_ + ": pages in use, range not invalidated");
-  }
+  if (!busy.empty()) return Status(EBUSY, "page cache: " + f->name_ + ": " + busy);
   return Status::Ok();
 }
 
@@ -1175,7 +1255,7 @@ void PageCache::Impl::Discard(FileImpl* f, uint64_t offset) {
     {
       PageLock lock(page->mu);
       // A block straddling the cut keeps its flags and loses its upper bytes.
-      std::memset(page->data.get() + cut, 0, page_size_ - cut);
+      std::memset(page->data + cut, 0, page_size_ - cut);
       const BlockBits dropped = BlockRange(keep, f->blocks_per_page_ - keep);
       page->uptodate &= ~dropped;
       page->dirty &= ~dropped;
@@ -1264,6 +1344,172 @@ void PageCache::Impl::BackgroundLoop() {
 }
 
 // ---------------------------------------------------------------------------
+// Mapped views.
+
+namespace {
+
+class ViewImpl final : public CacheView {
+ public:
+  ViewImpl(PageCache::Impl* cache, std::vector<PageRef> pins, ArenaMapping mapping,
+           const uint8_t* data, size_t size)
+      : cache_(cache),
+        pins_(std::move(pins)),
+        mapping_(std::move(mapping)),
+        data_(data),
+        size_(size) {}
+  ~ViewImpl() override {
+    // Unmapped before the pins go: a freed slot may be reused at once.
+    mapping_ = ArenaMapping();
+    const uint64_t pages = pins_.size();
+    for (PageRef& pin : pins_) pin->view_pins.fetch_sub(1);
+    pins_.clear();
+    cache_->ViewClosed(pages);
+  }
+  const void* data() const override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  PageCache::Impl* const cache_;
+  std::vector<PageRef> pins_;
+  ArenaMapping mapping_;  // empty when data_ points into the arena itself
+  const uint8_t* const data_;
+  const size_t size_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CacheView>> PageCache::Impl::Map(FileImpl* f, uint64_t offset, size_t len,
+                                                        uint64_t file_size) {
+  if (len == 0 || offset > file_size || len > file_size - offset) {
+    return Status(EINVAL, f->name_ + ": a view of " + std::to_string(len) + " bytes at " +
+                              std::to_string(offset) + " is not within the file's " +
+                              std::to_string(file_size) + " bytes");
+  }
+  const uint64_t first = offset / page_size_;
+  const uint64_t last = (offset + len - 1) / page_size_;
+  const uint64_t npages = last - first + 1;
+  if (npages > 1 && !arena_.can_map_pages()) {
+    return arena_.MapPages({}).status().WithContext(f->name_);  // says why
+  }
+  {
+    std::lock_guard lk(mu_);
+    if ((view_pages_ + npages) * page_size_ > capacity_ / 2) {
+      return Status(ENOMEM, f->name_ + ": a view of " + std::to_string(len) +
+                                " bytes would leave mapped views pinning more than half of the "
+                                "page cache (" +
+                                std::to_string(capacity_) + " bytes, mount option cache_size)");
+    }
+    view_pages_ += npages;
+  }
+  // Given back unless the view is built.
+  struct Budget {
+    Impl* cache;
+    uint64_t pages;
+    ~Budget() {
+      if (pages != 0) cache->ViewClosed(pages);
+    }
+  } budget{this, npages};
+
+  // Pins every page. Room for the missing ones is reserved first, while we
+  // hold no pins (a caller holding pins must not wait for space); the view
+  // budget above leaves enough of the cache unpinned for that to succeed.
+  // Pages cached at the count but evicted before we pin them take room
+  // without waiting, or the pass starts over.
+  std::vector<PageRef> pins;
+  for (int pass = 0;; ++pass) {
+    pins.clear();
+    uint64_t missing = 0;
+    {
+      std::lock_guard fl(f->mu_);
+      for (uint64_t index = first; index <= last; ++index) missing += f->pages_.count(index) == 0;
+    }
+    uint64_t reserved = 0;
+    struct Reservations {
+      Impl* cache;
+      uint64_t* count;
+      ~Reservations() {
+        for (; *count > 0; --*count) cache->Unreserve();
+      }
+    } give_back{this, &reserved};
+    for (; reserved < missing; ++reserved) ZF_RETURN_IF_ERROR(Reserve(/*may_block=*/true));
+    bool short_of_room = false;
+    for (uint64_t index = first; index <= last && !short_of_room; ++index) {
+      if (PageRef ref = Lookup(f, index)) {
+        pins.push_back(std::move(ref));
+      } else if (reserved > 0) {
+        --reserved;  // InsertPage owns it now (and gives it back on a lost race)
+        ZF_ASSIGN_OR_RETURN(PageRef ref_new, InsertPage(f, index, nullptr));
+        pins.push_back(std::move(ref_new));
+      } else {
+        Result<PageRef> ref_now = GetPageNoWait(f, index);
+        if (!ref_now.ok() && ref_now.status().err() != EAGAIN) return ref_now.status();
+        short_of_room = !ref_now.ok();
+        if (ref_now.ok()) pins.push_back(std::move(ref_now).value());
+      }
+    }
+    if (!short_of_room) break;
+    if (pass == 16) {
+      return Status(ENOMEM, f->name_ + ": no room in the page cache for a view of " +
+                                std::to_string(len) + " bytes (other I/O keeps it full)");
+    }
+  }
+  std::sort(pins.begin(), pins.end(),
+            [](const PageRef& a, const PageRef& b) { return a->index < b->index; });
+  const uint64_t limit = RoundUp(file_size, f->block_size_);
+  for (PageRef& pin : pins) {
+    PageLock lock(pin->mu);
+    ZF_RETURN_IF_ERROR(LoadMissingBlocks(f, pin.get(), limit));
+  }
+  const uint64_t skip = offset - first * page_size_;
+  ArenaMapping mapping;
+  const uint8_t* data;
+  if (arena_.can_map_pages()) {
+    std::vector<const uint8_t*> slots;
+    for (const PageRef& pin : pins) slots.push_back(pin->data);
+    auto m = arena_.MapPages(slots);
+    if (!m.ok()) return m.status().WithContext(f->name_);
+    mapping = std::move(m).value();
+    data = mapping.data() + skip;
+  } else {
+    data = pins.front()->data + skip;
+  }
+  for (PageRef& pin : pins) pin->view_pins.fetch_add(1);
+  budget.pages = 0;
+  return std::unique_ptr<CacheView>(
+      new ViewImpl(this, std::move(pins), std::move(mapping), data, len));
+}
+
+void PageCache::Impl::ViewClosed(uint64_t pages) {
+  std::lock_guard lk(mu_);
+  view_pages_ -= pages;
+}
+
+bool PageCache::Impl::Cached(FileImpl* f, uint64_t offset, size_t len) {
+  if (len == 0) return true;
+  const uint32_t bs = f->block_size_;
+  const uint64_t end = offset + len;
+  for (uint64_t index = offset / page_size_; index <= (end - 1) / page_size_; ++index) {
+    PageRef page = Lookup(f, index);
+    if (!page) return false;
+    const uint64_t page_off = index * page_size_;
+    const auto from = static_cast<uint32_t>(std::max(offset, page_off) - page_off);
+    const auto to = static_cast<uint32_t>(std::min<uint64_t>(end - page_off, page_size_));
+    const BlockBits need = BlockRange(from / bs, (to + bs - 1) / bs - from / bs);
+    std::shared_lock shared(page->mu, std::try_to_lock);
+    if (!shared.owns_lock() || (page->uptodate & need) != need) return false;
+  }
+  return true;
+}
+
+bool PageCache::Impl::InjectedAllocationFailure() {
+  uint32_t n = injected_allocation_failures_.load(std::memory_order_relaxed);
+  while (n > 0) {
+    if (injected_allocation_failures_.compare_exchange_weak(n, n - 1)) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------
 // Public shells.
 
 PageCache::PageCache(const CacheOptions& options) : impl_(std::make_unique<Impl>(options)) {}
@@ -1276,5 +1522,6 @@ std::unique_ptr<CachedFile> PageCache::Register(CacheBacking* backing, uint32_t 
 Status PageCache::WriteBackAll() { return impl_->WriteBackAll(); }
 CacheStats PageCache::stats() const { return impl_->stats(); }
 const CacheOptions& PageCache::options() const { return impl_->options(); }
+void PageCache::InjectAllocationFailures(uint32_t count) { impl_->InjectAllocationFailures(count); }
 
 }  // namespace zfile

@@ -15,8 +15,8 @@
 //    capacity (rounded down to whole pages, and at least one page). A call
 //    never waits for space while it holds pages; it works page by page and
 //    gathers further pages for one device request only when they fit
-//    without waiting. A pin held indefinitely (a future mapped view) is
-//    simply unavailable to eviction.
+//    without waiting. A pin held indefinitely (a mapped view) is simply
+//    unavailable to eviction; views may pin at most half the cache.
 //  - Buffered reads and writes on different pages of one file run in
 //    parallel: no file-wide lock is held while data is copied. A page's
 //    contents are guarded by the page's own lock.
@@ -72,6 +72,19 @@ struct CacheStats {
 
 class CachedFile;
 
+// A read-only, zero-copy view of a cached range of one file (a mapped
+// view, zfile_map). Its pages are pinned while it lives: they stay in the
+// cache, are never evicted, and cannot be invalidated (a direct write over
+// them falls back to a buffered write). The memory is the cache's own, so
+// every later write to the range shows through. Destroy it before its
+// CachedFile.
+class CacheView {
+ public:
+  virtual ~CacheView() = default;
+  virtual const void* data() const = 0;
+  virtual size_t size() const = 0;
+};
+
 class PageCache {
  public:
   explicit PageCache(const CacheOptions& options);
@@ -90,6 +103,10 @@ class PageCache {
   // one), dirty_limit_percent at most 100.
   const CacheOptions& options() const;
 
+  // Test seam: the next `count` memory allocations of the cache (pages,
+  // write-back bounce buffers) fail with ENOMEM.
+  void InjectAllocationFailures(uint32_t count);
+
   class Impl;
 
  private:
@@ -104,6 +121,11 @@ class CachedFile {
   // the caller has already clipped len so that offset+len <= file_size; the
   // cache never reads device blocks at or beyond round_up(file_size, block).
   virtual Result<size_t> Read(uint64_t offset, void* buf, size_t len, uint64_t file_size) = 0;
+
+  // Whether every block of [offset, offset+len) is cached and up to date
+  // right now (RWF_NOWAIT reads: EAGAIN unless it is). Takes no page lock
+  // that a writer holds for long; a snapshot, not a promise.
+  virtual bool Cached(uint64_t offset, size_t len) = 0;
 
   // Buffered write: copies into the cache and marks the changed blocks dirty
   // (blocks partly covered are read first unless up to date; those at or
@@ -134,12 +156,22 @@ class CachedFile {
 
   // Drops cached pages overlapping [offset, offset+len) (len 0: to the end)
   // after writing back their dirty blocks (all of a page's, as the whole
-  // page goes). Used before direct writes. Never waits for a page in use:
-  // if any page of the range is pinned or busy in another operation it stays
-  // cached (clean) and the call returns EBUSY once the rest is done; the
-  // caller falls back to a buffered write. A write-back error is returned
-  // as is.
+  // page goes). Used before direct writes. Never waits for a mapped view,
+  // and for a page busy in another operation (a write-back, a read, another
+  // invalidation) only about 2 ms: such a page stays cached (clean) and the
+  // call returns EBUSY once the rest is done, its
+  // message saying which page and why (a mapped view, or in use); the
+  // caller falls back to a buffered write. A write-back error (EIO, ENOMEM)
+  // is returned as is.
   virtual Status Invalidate(uint64_t offset, uint64_t len) = 0;
+
+  // A view of [offset, offset+len), which must lie within `file_size`:
+  // loads what is missing, then pins the pages. EINVAL for a range beyond
+  // the file, or one that spans pages when the cache's pages are not whole
+  // system pages; ENOMEM when views would pin more than half of the cache,
+  // or when other I/O keeps it too full to make room.
+  virtual Result<std::unique_ptr<CacheView>> Map(uint64_t offset, size_t len,
+                                                 uint64_t file_size) = 0;
 
   // Drops cached data at and above `offset` without writing it back (zone
   // reset, write pointer moved back). A page straddling `offset` keeps its

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/log.h"
 #include "device/io_waiter.h"
 #include "engine/volume.h"
 
@@ -14,6 +15,9 @@ namespace zfile {
 namespace {
 
 constexpr size_t kDirectAlign = 4096;
+// A fallen-back direct write copies its source (which may be a view of the
+// very pages it writes) this much at a time.
+constexpr size_t kFallbackChunk = 4u << 20;
 
 bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0; }
 
@@ -45,7 +49,8 @@ FileInode::FileInode(Volume* vol, FileKind kind, uint32_t number, const ZoneFile
       dev_start_(layout.start),
       zone_len_(layout.zone_len),
       capacity_(layout.capacity),
-      block_size_(vol->device()->info().block_size) {
+      block_size_(vol->device()->info().block_size),
+      io_lock_(path_) {
   slot_.zone = first_zone_;
   const Superblock& sb = vol->superblock();
   mode_ = sb.file_perm();
@@ -135,11 +140,16 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
                               std::to_string(len) + " bytes is not aligned to the " +
                               std::to_string(block_size_) + "-byte block size");
   }
+  ZF_ASSIGN_OR_RETURN(LockHold hold,
+                      LockIo(flags.direct ? LockState::kDirect : LockState::kBuffered, flags));
   const uint64_t size = size_.load();
   if (offset >= size || len == 0) return size_t{0};
   len = static_cast<size_t>(std::min<uint64_t>(len, size - offset));
   VolumeStats& stats = vol_->stats();
   if (!flags.direct) {
+    if (flags.nowait && !cache_->Cached(offset, len)) {
+      return Status(EAGAIN, path_ + ": RWF_NOWAIT: the range is not all in the cache");
+    }
     auto r = cache_->Read(offset, buf, len, size);
     if (!r.ok()) {
       std::unique_lock<std::mutex> lock(write_mu_);
@@ -189,17 +199,37 @@ Result<size_t> FileInode::WriteConventional(const void* buf, size_t len, uint64_
                                 std::to_string(len) + " bytes is not aligned to the " +
                                 std::to_string(block_size_) + "-byte block size");
     }
-    // The device copy becomes the truth: cached pages of the range go.
-    ZF_RETURN_IF_ERROR(cache_->Invalidate(offset, len));
-    Status s = DeviceWrite(offset, buf, len);
-    if (!s.ok()) {
+    ZF_ASSIGN_OR_RETURN(LockHold hold, LockIo(LockState::kDirect, flags));
+    Status invalidated;
+    {
+      // Shared with other direct writes; a fallback (which puts pages in
+      // the cache) waits until none is between its invalidation and its
+      // device write.
+      std::shared_lock no_fallback(fallback_mu_);
+      // The device copy becomes the truth: cached pages of the range go.
+      invalidated = cache_->Invalidate(offset, len);
+      if (invalidated.ok()) {
+        Status s = DeviceWrite(offset, buf, len);
+        if (!s.ok()) {
+          no_fallback.unlock();
+          std::unique_lock<std::mutex> lock(write_mu_);
+          return HandleIoErrorLocked(lock, s, "direct write", offset, len);
+        }
+      }
+    }
+    if (invalidated.err() == EBUSY) {
+      ZF_RETURN_IF_ERROR(FallBackToBuffered(buf, len, offset, invalidated.message()));
+    } else if (!invalidated.ok()) {
       std::unique_lock<std::mutex> lock(write_mu_);
-      return HandleIoErrorLocked(lock, s, "direct write", offset, len);
+      return HandleIoErrorLocked(lock, invalidated, "write-back before a direct write", offset,
+                                 len);
     }
     stats.direct_write_ops++;
     stats.direct_write_bytes += len;
+    if (flags.sync) ZF_RETURN_IF_ERROR(vol_->device()->Flush());
     return len;
   }
+  ZF_ASSIGN_OR_RETURN(LockHold hold, LockIo(LockState::kBuffered, flags));
   auto r = flags.sync ? cache_->WriteThrough(offset, buf, len, capacity_)
                       : cache_->Write(offset, buf, len, capacity_);
   if (!r.ok()) {
@@ -223,7 +253,15 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
                            "(mount option seq_buffered=reject)");
   }
   VolumeStats& stats = vol_->stats();
-  std::unique_lock<std::mutex> lock(write_mu_);
+  // A direct write keeps its hold until the device has completed it.
+  ZF_ASSIGN_OR_RETURN(LockHold hold,
+                      LockIo(flags.direct ? LockState::kDirect : LockState::kBuffered, flags));
+  std::unique_lock<std::mutex> lock(write_mu_, std::defer_lock);
+  if (!flags.nowait) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return Status(EAGAIN, path_ + ": another write to the zone is being issued (RWF_NOWAIT)");
+  }
   ZF_RETURN_IF_ERROR(CheckWritable());
   const uint64_t wp = reserved_;
   if (flags.append) offset = wp;
@@ -280,6 +318,7 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
     }
     IoWaiter io(IoOp::kWrite, dev_start_ + offset, const_cast<void*>(src), len);
     io.Submit(vol_->device());
+    stats.device_write_bytes += len;
     lock.unlock();
     const int64_t r = io.Wait();
     lock.lock();
@@ -316,6 +355,13 @@ Status FileInode::Truncate(uint64_t size) {
   if (vol_->read_only()) return Status(EROFS, path_ + ": the volume is read-only");
   if (!sequential()) {
     return Status(EPERM, path_ + ": conventional files cannot be truncated (their size is fixed)");
+  }
+  ZF_ASSIGN_OR_RETURN(LockHold hold, LockIo(LockState::kDirect, IoFlags{}));
+  // Mapping takes BUFFERED, so no view appears while we hold DIRECT.
+  if (const uint32_t n = views_.load(); n != 0) {
+    return Status(EBUSY, path_ + ": " + std::to_string(n) +
+                             " mapped view(s) pin the file; unmap them before a zone " +
+                             (size == 0 ? "reset" : "finish"));
   }
   std::unique_lock<std::mutex> lock(write_mu_);
   ZF_RETURN_IF_ERROR(CheckWritable());
@@ -363,6 +409,65 @@ Status FileInode::Fsync() {
   return vol_->device()->Flush();
 }
 
+Status FileInode::FallBackToBuffered(const void* buf, size_t len, uint64_t offset,
+                                     const std::string& reason) {
+  VolumeStats& stats = vol_->stats();
+  stats.dio_fallbacks++;
+  Log().warn("{}: direct write of {} bytes at {} falls back to a buffered write: {}", path_, len,
+             offset, reason);
+  // No other direct write may be between its invalidation and its device
+  // write while we put pages in the cache: its data would land under them.
+  std::unique_lock only_writer(fallback_mu_);
+  // The source may be a view of these very pages: copy it out before the
+  // cache writes into them, a piece at a time (bounded memory).
+  const size_t chunk = std::min<size_t>(len, kFallbackChunk);
+  ZF_ASSIGN_OR_RETURN(AlignedPtr copy, AllocAligned(chunk));
+  const auto* src = static_cast<const uint8_t*>(buf);
+  for (size_t done = 0; done < len;) {
+    const size_t n = std::min(chunk, len - done);
+    std::memcpy(copy.get(), src + done, n);
+    // Written through: in the cache (so views see it) and on the device
+    // before we return, as O_DIRECT promises.
+    auto r = cache_->WriteThrough(offset + done, copy.get(), n, capacity_);
+    if (!r.ok()) {
+      only_writer.unlock();
+      std::unique_lock<std::mutex> lock(write_mu_);
+      return HandleIoErrorLocked(lock, r.status(), "direct write (fallen back to buffered)",
+                                 offset + done, n);
+    }
+    done += n;
+  }
+  return Status();
+}
+
+Result<LockHold> FileInode::LockIo(LockState state, IoFlags flags, std::source_location where) {
+  if (!flags.nowait) return io_lock_.Lock(state, where);
+  auto hold = io_lock_.TryLock(state, where);
+  if (!hold.ok()) return hold.status().WithContext("RWF_NOWAIT");
+  return hold;
+}
+
+Result<std::unique_ptr<FileView>> FileInode::Map(uint64_t offset, size_t len) {
+  if (health() == FileHealth::kOffline) return Status(EPERM, path_ + ": zone is offline");
+  ZF_ASSIGN_OR_RETURN(LockHold hold, LockIo(LockState::kBuffered, IoFlags{}));
+  auto view = cache_->Map(offset, len, size_.load());
+  if (!view.ok()) {
+    std::unique_lock<std::mutex> lock(write_mu_);
+    return HandleIoErrorLocked(lock, view.status(), "mapping a view", offset, len);
+  }
+  return std::make_unique<FileView>(this, std::move(view).value());
+}
+
+FileView::FileView(FileInode* inode, std::unique_ptr<CacheView> view)
+    : inode_(inode), view_(std::move(view)) {
+  inode_->views_++;
+}
+
+FileView::~FileView() {
+  view_.reset();
+  inode_->views_--;
+}
+
 Status FileInode::WriteBack() { return sequential() ? Status() : cache_->WriteBack(0, 0); }
 
 Status FileInode::OpenForWrite() {
@@ -379,6 +484,7 @@ void FileInode::CloseForWrite() {
 
 Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len) {
   ZonedDevice* dev = vol_->device();
+  vol_->stats().device_read_bytes += len;
   if (Aligned(buf)) {
     auto r = dev->Read(dev_start_ + offset, buf, len);
     if (!r.ok()) return r.status();
@@ -393,6 +499,7 @@ Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len) {
 
 Status FileInode::DeviceWrite(uint64_t offset, const void* buf, size_t len) {
   ZonedDevice* dev = vol_->device();
+  vol_->stats().device_write_bytes += len;
   if (Aligned(buf)) return dev->Write(dev_start_ + offset, buf, len).status();
   ZF_ASSIGN_OR_RETURN(AlignedPtr bounce, AllocAligned(len));
   std::memcpy(bounce.get(), buf, len);
@@ -409,8 +516,28 @@ Status FileInode::WriteBlocks(uint64_t offset, const void* buf, size_t len) {
 
 Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const Status& error,
                                       const char* what, uint64_t offset, size_t len) {
-  // Errors that the device never saw (bad arguments, memory) change nothing.
-  if (error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN) return error;
+  // Errors that the device never saw (bad arguments, memory) apply no
+  // policy. But a write-through that ran out of memory part way may have
+  // put its first pieces on the device: a sequential file takes its size
+  // from the write pointer again.
+  if (error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN) {
+    if (sequential()) {
+      WaitNoWritesLocked(lock);
+      auto zone = vol_->device()->ReportZone(first_zone_);
+      if (zone.ok() && zone->cond != ZoneCondition::kReadOnly &&
+          zone->cond != ZoneCondition::kOffline) {
+        const uint64_t wp = zone->cond == ZoneCondition::kFull
+                                ? capacity_
+                                : std::min(zone->wp - zone->start, capacity_);
+        if (wp != size_.load()) {
+          size_ = wp;
+          reserved_ = wp;
+          vol_->resources().Resync(&slot_, zone->cond);
+        }
+      }
+    }
+    return error;
+  }
   // Zone resources refused: nothing is wrong with the media. zfile's own
   // accounting should prevent this; if another user of the device holds
   // zones open, say so rather than apply the errors= policy.

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include "base/status.h"
@@ -29,6 +30,7 @@
 #include "device/zone.h"
 #include "engine/zone_resources.h"
 #include "format/layout.h"
+#include "sync/two_state_lock.h"
 
 namespace zfile {
 
@@ -60,6 +62,41 @@ struct IoFlags {
   bool nowait = false;  // RWF_NOWAIT
 };
 
+class FileInode;
+
+// A mapped view of a file range (zfile_map): read-only, zero-copy, pinned
+// in the cache and coherent with every later write to the range. While it
+// lives, the file's zone cannot be reset or finished (EBUSY) and the volume
+// cannot be unmounted. It may outlive the handle it was made through.
+class FileView {
+ public:
+  FileView(FileInode* inode, std::unique_ptr<CacheView> view);
+  ~FileView();
+  FileView(const FileView&) = delete;
+  FileView& operator=(const FileView&) = delete;
+
+  const void* data() const { return view_->data(); }
+  size_t size() const { return view_->size(); }
+
+ private:
+  FileInode* const inode_;
+  std::unique_ptr<CacheView> view_;
+};
+
+// Coherency between the cache and direct I/O (SPEC section 5) rests on
+// each file's two-state lock, taken for the whole of every operation:
+//  - BUFFERED: buffered reads and writes (write-through included) and
+//    mapping a view, i.e. everything that inserts pages into the cache;
+//  - DIRECT: direct reads (after writing back dirty pages of their range)
+//    and direct writes (after writing back and invalidating it; a
+//    sequential direct write keeps its hold until the device completes
+//    it), zone reset and finish.
+// So no page of a range can be (re)loaded while a direct write changes the
+// device under it; the one exception, a fallen-back direct write, excludes
+// the other direct writes of the file while it does (fallback_mu_). Fsync and background write-back
+// take no file lock: page locks and dirty bits already make each dirty block go out once, and
+// Invalidate treats a page they hold as busy. The lock is taken before
+// write_mu_ (which orders sequential writers) and never while holding it.
 class FileInode final : public CacheBacking {
  public:
   FileInode(Volume* vol, FileKind kind, uint32_t number, const ZoneFile& layout);
@@ -89,6 +126,11 @@ class FileInode final : public CacheBacking {
                        uint64_t* landed);
   Status Truncate(uint64_t size);
   Status Fsync();
+  // A view of [offset, offset+len), which must lie within the file.
+  Result<std::unique_ptr<FileView>> Map(uint64_t offset, size_t len);
+  uint32_t views() const { return views_.load(); }
+  // The file's two-state lock, for tests that hold it from outside.
+  TwoStateLock& io_lock() { return io_lock_; }
 
   // explicit-open bookkeeping for handles opened for writing.
   Status OpenForWrite();
@@ -102,8 +144,18 @@ class FileInode final : public CacheBacking {
   Status WriteBlocks(uint64_t offset, const void* buf, size_t len) override;
 
  private:
+  friend class FileView;
+
+  // The file's two-state lock in `state`; with flags.nowait only if that
+  // needs no waiting (else EAGAIN).
+  Result<LockHold> LockIo(LockState state, IoFlags flags,
+                          std::source_location where = std::source_location::current());
   Status CheckWritable() const;
   Result<size_t> WriteConventional(const void* buf, size_t len, uint64_t offset, IoFlags flags);
+  // A direct write over pinned pages: written through the cache instead,
+  // so the caller still has the data on the device when it returns.
+  Status FallBackToBuffered(const void* buf, size_t len, uint64_t offset,
+                            const std::string& reason);
   Result<size_t> WriteSequential(const void* buf, size_t len, uint64_t offset, IoFlags flags,
                                  uint64_t* landed);
   // Device I/O at a file offset, through an aligned bounce buffer when the
@@ -129,6 +181,12 @@ class FileInode final : public CacheBacking {
 
   std::unique_ptr<CachedFile> cache_;
   ZoneSlot slot_;
+  TwoStateLock io_lock_;
+  std::atomic<uint32_t> views_{0};
+  // Conventional files, within DIRECT: plain direct writes hold it shared
+  // from their invalidation to their device write, a fallback exclusively
+  // (it is the only DIRECT operation that puts pages in the cache).
+  std::shared_mutex fallback_mu_;
 
   std::atomic<uint64_t> size_{0};
   std::atomic<uint8_t> health_{0};

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "base/log.h"
 #include "format/layout.h"
 
 namespace zfile {
@@ -85,9 +86,7 @@ Status Volume::Build() {
 
 Volume::~Volume() {
   Status s = Unmount();
-  if (!s.ok())
-    std::fprintf(stderr, "zfile: unmount of %s: %s\n", dev_->info().uri.c_str(),
-                 s.ToString().c_str());
+  if (!s.ok()) Log().error("unmount of {}: {}", dev_->info().uri, s.ToString());
 }
 
 bool Volume::unmounted() const {
@@ -101,6 +100,13 @@ Status Volume::Unmount() {
   if (const uint32_t n = open_files_.load(); n != 0) {
     return Status(EBUSY, dev_->info().uri + ": " + std::to_string(n) +
                              " file(s) still open; close them before unmounting");
+  }
+  uint32_t views = 0;
+  for (const auto& f : cnv_) views += f->views();
+  for (const auto& f : seq_) views += f->views();
+  if (views != 0) {
+    return Status(EBUSY, dev_->info().uri + ": " + std::to_string(views) +
+                             " mapped view(s) remain; unmap them before unmounting");
   }
   unmounted_ = true;
   Status first;
@@ -219,8 +225,8 @@ Status Volume::Sync() {
 
 void Volume::SetReadOnly(const std::string& reason) {
   if (!read_only_.exchange(true)) {
-    std::fprintf(stderr, "zfile: %s: %s; the volume is now read-only (errors=remount-ro)\n",
-                 dev_->info().uri.c_str(), reason.c_str());
+    Log().error("{}: {}; the volume is now read-only (errors=remount-ro)", dev_->info().uri,
+                reason);
   }
 }
 
@@ -274,6 +280,8 @@ std::string Volume::StatsJson() const {
   field("zone_opens", stats_.zone_opens);
   field("zone_closes", stats_.zone_closes);
   field("errors", stats_.errors);
+  field("device_read_bytes", stats_.device_read_bytes);
+  field("device_write_bytes", stats_.device_write_bytes);
   field("open_zones", resources_->open_zones());
   field("active_zones", resources_->active_zones());
   o << "\"read_only\":" << (read_only() ? "true" : "false") << "}";
@@ -326,6 +334,13 @@ Result<size_t> FileHandle::Append(const void* buf, size_t len, uint64_t* offset)
 }
 
 Status FileHandle::Fsync() { return inode_->Fsync(); }
+
+Result<std::unique_ptr<FileView>> FileHandle::Map(uint64_t offset, size_t len) {
+  if ((flags_ & O_ACCMODE) == O_WRONLY) {
+    return Status(EACCES, inode_->path() + " is not open for reading (a view reads the file)");
+  }
+  return inode_->Map(offset, len);
+}
 
 Status FileHandle::Truncate(uint64_t size) {
   if (!writable_) return Status(EBADF, inode_->path() + " is not open for writing");

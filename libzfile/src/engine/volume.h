@@ -52,7 +52,8 @@ class Volume {
   Volume& operator=(const Volume&) = delete;
 
   // Writes back dirty data, flushes the device, closes idle open zones.
-  // EBUSY (and nothing done) while files are open, as umount does.
+  // EBUSY (and nothing done) while files are open or views mapped, as
+  // umount does.
   Status Unmount();
   uint32_t open_files() const { return open_files_.load(); }
   bool unmounted() const;
@@ -117,6 +118,8 @@ class FileHandle {
   Result<size_t> Append(const void* buf, size_t len, uint64_t* offset);
   Status Fsync();
   Status Truncate(uint64_t size);
+  // A mapped view (needs the file open for reading, as mmap does).
+  Result<std::unique_ptr<FileView>> Map(uint64_t offset, size_t len);
   void Stat(FileStat* st) const { inode_->Stat(st); }
   FileInode* inode() const { return inode_; }
   int flags() const { return flags_; }

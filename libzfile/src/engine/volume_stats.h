@@ -17,6 +17,9 @@ struct VolumeStats {
   std::atomic<uint64_t> dio_fallbacks{0};
   std::atomic<uint64_t> zone_resets{0}, zone_finishes{0}, zone_opens{0}, zone_closes{0};
   std::atomic<uint64_t> errors{0};
+  // File data moved to and from the device (cache fills, write-back,
+  // write-through, direct I/O).
+  std::atomic<uint64_t> device_read_bytes{0}, device_write_bytes{0};
 };
 
 }  // namespace zfile
