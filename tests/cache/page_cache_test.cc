@@ -3,6 +3,8 @@
 // rule, and can fail or hold back requests on demand.
 #include "cache/page_cache.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -882,6 +884,22 @@ TEST(PageCacheViewTest, AViewIsOneContiguousReadOnlyStretchAcrossScatteredPages)
   // A later write shows through at once (the same memory).
   WriteOk(f.get(), 4 * kPage, Pattern(0, 4096, 9), 16 * kPage);
   EXPECT_EQ(std::vector<uint8_t>(p + kPage - 100, p + kPage - 100 + 4096), Pattern(0, 4096, 9));
+  // Another process would map the same view from the arena's descriptor,
+  // extent by extent: the same bytes.
+  ASSERT_GE(cache.arena_fd(), 0);
+  EXPECT_EQ((*view)->start(), 100u);
+  std::vector<uint8_t> via_fd;
+  for (const CacheView::Extent& e : (*view)->extents()) {
+    EXPECT_LE(e.arena_offset + e.length, cache.arena_size());
+    std::vector<uint8_t> part(e.length);
+    ASSERT_EQ(pread(cache.arena_fd(), part.data(), e.length, static_cast<off_t>(e.arena_offset)),
+              static_cast<ssize_t>(e.length));
+    via_fd.insert(via_fd.end(), part.begin(), part.end());
+  }
+  ASSERT_EQ(via_fd.size(), 3 * kPage);
+  EXPECT_TRUE(std::equal(p, p + 2 * kPage + 50, via_fd.begin() + 100));
+  // The descriptor is read-only.
+  EXPECT_EQ(pwrite(cache.arena_fd(), "x", 1, 0), -1);
 }
 
 TEST(PageCacheViewTest, PinnedPagesSurviveEvictionAndRefuseInvalidation) {

@@ -1,6 +1,7 @@
-// The C API (include/zfile/zfile.h) over the embedded engine. Every entry
-// point catches nothing and throws nothing: errors are Status values turned
-// into a negative errno plus a thread-local message.
+// The C API (include/zfile/zfile.h) over a VolBackend (api/backend.h): the
+// engine in this process, or a client of zfiled. Every entry point catches
+// nothing and throws nothing: errors are Status values turned into a
+// negative errno plus a thread-local message.
 #include "zfile/zfile.h"
 
 #include <cerrno>
@@ -9,23 +10,20 @@
 #include <new>
 #include <string>
 
+#include "api/backend.h"
 #include "api/zfile_internal.h"
-#include "device/zoned_device.h"
-#include "engine/mount_options.h"
-#include "engine/volume.h"
 
 struct zfile_vol {
-  std::unique_ptr<zfile::Volume> volume;
+  std::unique_ptr<zfile::VolBackend> backend;
 };
 
 struct zfile_file {
-  zfile_vol* vol;
-  std::unique_ptr<zfile::FileHandle> handle;
+  std::unique_ptr<zfile::FileBackend> backend;
 };
 
 // Outlives the file handle it was made through, not the volume.
 struct zfile_view {
-  std::unique_ptr<zfile::FileView> view;
+  std::unique_ptr<zfile::ViewBackend> backend;
 };
 
 namespace {
@@ -110,39 +108,35 @@ int zfile_vol_open(const char* uri, const char* options, zfile_vol** vol) {
     return Fail(EPROTONOSUPPORT, std::string("'") + uri +
                                      "': daemon client mode is not available in this build yet");
   }
-  auto opts = zfile::MountOptions::Parse(options == nullptr ? "" : options);
-  if (!opts.ok()) return Fail(opts.status());
-  auto dev = zfile::OpenDevice(uri);
-  if (!dev.ok()) return Fail(dev.status());
-  auto mounted = zfile::Volume::Mount(std::move(dev).value(), *opts);
-  if (!mounted.ok()) return Fail(mounted.status());
+  auto opened = zfile::OpenEmbeddedVolume(uri, options == nullptr ? "" : options);
+  if (!opened.ok()) return Fail(opened.status());
   auto* v = new (std::nothrow) zfile_vol;
   if (v == nullptr) return Fail(ENOMEM, "out of memory");
-  v->volume = std::move(mounted).value();
+  v->backend = std::move(opened).value();
   *vol = v;
   return Ok();
 }
 
 int zfile_vol_close(zfile_vol* vol) {
   if (vol == nullptr) return Fail(EINVAL, "zfile_vol_close: NULL volume");
-  zfile::Status s = vol->volume->Unmount();
+  zfile::Status s = vol->backend->Close();
   // Refused (files open, views mapped): nothing happened, and the volume
-  // stays usable. EBUSY means exactly that, so a failure after the unmount
-  // went ahead (the volume is gone) never says EBUSY.
-  if (!vol->volume->unmounted()) return Fail(s);
+  // stays usable.
+  if (s.err() == EBUSY) return Fail(s);
   delete vol;
-  if (s.err() == EBUSY) return Fail(EIO, "unmounted, but: " + s.message());
   return Done(s);
 }
 
 int zfile_vol_sync(zfile_vol* vol) {
   if (vol == nullptr) return Fail(EINVAL, "zfile_vol_sync: NULL volume");
-  return Done(vol->volume->Sync());
+  return Done(vol->backend->Sync());
 }
 
 int zfile_vol_info(zfile_vol* vol, struct zfile_vol_info* info) {
   if (vol == nullptr || info == nullptr) return Fail(EINVAL, "zfile_vol_info: NULL argument");
-  const zfile::VolumeInfo v = vol->volume->Info();
+  auto got = vol->backend->Info();
+  if (!got.ok()) return Fail(got.status());
+  const zfile::VolumeInfo& v = *got;
   std::memset(info, 0, sizeof(*info));
   info->nr_cnv_files = v.nr_cnv_files;
   info->nr_seq_files = v.nr_seq_files;
@@ -161,7 +155,9 @@ int zfile_vol_info(zfile_vol* vol, struct zfile_vol_info* info) {
 
 int zfile_vol_stats(zfile_vol* vol, char* json, size_t len) {
   if (vol == nullptr || json == nullptr) return Fail(EINVAL, "zfile_vol_stats: NULL argument");
-  const std::string s = vol->volume->StatsJson();
+  auto got = vol->backend->StatsJson();
+  if (!got.ok()) return Fail(got.status());
+  const std::string& s = *got;
   if (s.size() + 1 > len) {
     return Fail(ERANGE, "zfile_vol_stats: buffer of " + std::to_string(len) +
                             " bytes is too small (need " + std::to_string(s.size() + 1) + ")");
@@ -176,12 +172,11 @@ int zfile_open(zfile_vol* vol, const char* path, int flags, zfile_file** file) {
     return Fail(EINVAL, "zfile_open: NULL argument");
   }
   *file = nullptr;
-  auto h = vol->volume->Open(path, flags);
+  auto h = vol->backend->Open(path, flags);
   if (!h.ok()) return Fail(h.status());
   auto* f = new (std::nothrow) zfile_file;
   if (f == nullptr) return Fail(ENOMEM, "out of memory");
-  f->vol = vol;
-  f->handle = std::move(h).value();
+  f->backend = std::move(h).value();
   *file = f;
   return Ok();
 }
@@ -203,38 +198,39 @@ ssize_t zfile_pwrite(zfile_file* file, const void* buf, size_t len, uint64_t off
 ssize_t zfile_pread2(zfile_file* file, void* buf, size_t len, uint64_t off, int rwf) {
   if (file == nullptr || (buf == nullptr && len != 0))
     return Fail(EINVAL, "zfile_pread: NULL argument");
-  return Count(file->handle->PRead(buf, len, off, rwf));
+  return Count(file->backend->PRead(buf, len, off, rwf));
 }
 
 ssize_t zfile_pwrite2(zfile_file* file, const void* buf, size_t len, uint64_t off, int rwf) {
   if (file == nullptr || (buf == nullptr && len != 0))
     return Fail(EINVAL, "zfile_pwrite: NULL argument");
-  return Count(file->handle->PWrite(buf, len, off, rwf));
+  return Count(file->backend->PWrite(buf, len, off, rwf));
 }
 
 ssize_t zfile_append(zfile_file* file, const void* buf, size_t len, uint64_t* off) {
   if (file == nullptr || (buf == nullptr && len != 0))
     return Fail(EINVAL, "zfile_append: NULL argument");
   uint64_t landed = 0;
-  auto r = file->handle->Append(buf, len, &landed);
+  auto r = file->backend->Append(buf, len, &landed);
   if (r.ok() && off != nullptr) *off = landed;
   return Count(r);
 }
 
 int zfile_fsync(zfile_file* file) {
   if (file == nullptr) return Fail(EINVAL, "zfile_fsync: NULL file");
-  return Done(file->handle->Fsync());
+  return Done(file->backend->Fsync());
 }
 
 int zfile_ftruncate(zfile_file* file, uint64_t size) {
   if (file == nullptr) return Fail(EINVAL, "zfile_ftruncate: NULL file");
-  return Done(file->handle->Truncate(size));
+  return Done(file->backend->Truncate(size));
 }
 
 int zfile_fstat(zfile_file* file, struct zfile_stat* st) {
   if (file == nullptr || st == nullptr) return Fail(EINVAL, "zfile_fstat: NULL argument");
   zfile::FileStat fs;
-  file->handle->Stat(&fs);
+  zfile::Status s = file->backend->Stat(&fs);
+  if (!s.ok()) return Fail(s);
   ToStat(fs, st);
   return Ok();
 }
@@ -243,7 +239,7 @@ int zfile_stat(zfile_vol* vol, const char* path, struct zfile_stat* st) {
   if (vol == nullptr || path == nullptr || st == nullptr)
     return Fail(EINVAL, "zfile_stat: NULL argument");
   zfile::FileStat fs;
-  zfile::Status s = vol->volume->StatPath(path, &fs);
+  zfile::Status s = vol->backend->Stat(path, &fs);
   if (!s.ok()) return Fail(s);
   ToStat(fs, st);
   return Ok();
@@ -251,16 +247,12 @@ int zfile_stat(zfile_vol* vol, const char* path, struct zfile_stat* st) {
 
 int zfile_chmod(zfile_vol* vol, const char* path, uint32_t mode) {
   if (vol == nullptr || path == nullptr) return Fail(EINVAL, "zfile_chmod: NULL argument");
-  auto inode = vol->volume->Lookup(path);
-  if (!inode.ok()) return Fail(inode.status());
-  return Done((*inode)->Chmod(mode));
+  return Done(vol->backend->Chmod(path, mode));
 }
 
 int zfile_chown(zfile_vol* vol, const char* path, uint32_t uid, uint32_t gid) {
   if (vol == nullptr || path == nullptr) return Fail(EINVAL, "zfile_chown: NULL argument");
-  auto inode = vol->volume->Lookup(path);
-  if (!inode.ok()) return Fail(inode.status());
-  return Done((*inode)->Chown(uid, gid));
+  return Done(vol->backend->Chown(path, uid, gid));
 }
 
 int zfile_map(zfile_file* file, uint64_t off, size_t len, const void** addr, zfile_view** view) {
@@ -269,12 +261,12 @@ int zfile_map(zfile_file* file, uint64_t off, size_t len, const void** addr, zfi
   if (file == nullptr || addr == nullptr || view == nullptr) {
     return Fail(EINVAL, "zfile_map: NULL argument");
   }
-  auto mapped = file->handle->Map(off, len);
+  auto mapped = file->backend->Map(off, len);
   if (!mapped.ok()) return Fail(mapped.status());
   auto* v = new (std::nothrow) zfile_view;
   if (v == nullptr) return Fail(ENOMEM, "out of memory");
-  v->view = std::move(mapped).value();
-  *addr = v->view->data();
+  v->backend = std::move(mapped).value();
+  *addr = v->backend->data();
   *view = v;
   return Ok();
 }
@@ -292,5 +284,5 @@ int zfile_api_version(void) { return ZFILE_API_VERSION; }
 }  // extern "C"
 
 namespace zfile {
-Volume* InternalVolume(zfile_vol* vol) { return vol == nullptr ? nullptr : vol->volume.get(); }
+Volume* InternalVolume(zfile_vol* vol) { return vol == nullptr ? nullptr : vol->backend->engine(); }
 }  // namespace zfile

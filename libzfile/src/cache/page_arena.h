@@ -73,6 +73,9 @@ class PageArena {
   // The shared-memory file and where a slot lives in it (for other
   // processes); -1 without one.
   int fd() const { return fd_; }
+  // Read-only descriptor of the same file (fd() where /proc is missing).
+  int view_fd() const { return view_fd_; }
+  uint64_t size() const { return mapped_len_; }
   uint64_t OffsetOf(const uint8_t* data) const { return static_cast<uint64_t>(data - base_); }
 
  private:

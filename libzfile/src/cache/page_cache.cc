@@ -281,6 +281,8 @@ class PageCache::Impl {
   void ViewClosed(uint64_t pages);
 
   void InjectAllocationFailures(uint32_t count) { injected_allocation_failures_ += count; }
+  int arena_fd() const { return arena_.fd() < 0 ? -1 : arena_.view_fd(); }
+  uint64_t arena_size() const { return arena_.size(); }
   // Consumes one injected failure, if any is pending.
   bool InjectedAllocationFailure();
   // Waits for cache-side users of `f` to finish, then frees its pages
@@ -1351,12 +1353,14 @@ namespace {
 class ViewImpl final : public CacheView {
  public:
   ViewImpl(PageCache::Impl* cache, std::vector<PageRef> pins, ArenaMapping mapping,
-           const uint8_t* data, size_t size)
+           const uint8_t* data, size_t size, uint32_t page_size, uint64_t start)
       : cache_(cache),
         pins_(std::move(pins)),
         mapping_(std::move(mapping)),
         data_(data),
-        size_(size) {}
+        size_(size),
+        page_size_(page_size),
+        start_(start) {}
   ~ViewImpl() override {
     // Unmapped before the pins go: a freed slot may be reused at once.
     mapping_ = ArenaMapping();
@@ -1367,6 +1371,20 @@ class ViewImpl final : public CacheView {
   }
   const void* data() const override { return data_; }
   size_t size() const override { return size_; }
+  std::vector<Extent> extents() const override {
+    std::vector<Extent> out;
+    for (const PageRef& pin : pins_) {
+      const uint64_t offset = pin->arena->OffsetOf(pin->data);
+      const uint64_t page_size = page_size_;
+      if (!out.empty() && out.back().arena_offset + out.back().length == offset) {
+        out.back().length += page_size;
+      } else {
+        out.push_back({offset, page_size});
+      }
+    }
+    return out;
+  }
+  uint64_t start() const override { return start_; }
 
  private:
   PageCache::Impl* const cache_;
@@ -1374,6 +1392,8 @@ class ViewImpl final : public CacheView {
   ArenaMapping mapping_;  // empty when data_ points into the arena itself
   const uint8_t* const data_;
   const size_t size_;
+  const uint32_t page_size_;
+  const uint64_t start_;  // offset of the first byte in the first page
 };
 
 }  // namespace
@@ -1476,7 +1496,7 @@ Result<std::unique_ptr<CacheView>> PageCache::Impl::Map(FileImpl* f, uint64_t of
   for (PageRef& pin : pins) pin->view_pins.fetch_add(1);
   budget.pages = 0;
   return std::unique_ptr<CacheView>(
-      new ViewImpl(this, std::move(pins), std::move(mapping), data, len));
+      new ViewImpl(this, std::move(pins), std::move(mapping), data, len, page_size_, skip));
 }
 
 void PageCache::Impl::ViewClosed(uint64_t pages) {
@@ -1523,5 +1543,7 @@ Status PageCache::WriteBackAll() { return impl_->WriteBackAll(); }
 CacheStats PageCache::stats() const { return impl_->stats(); }
 const CacheOptions& PageCache::options() const { return impl_->options(); }
 void PageCache::InjectAllocationFailures(uint32_t count) { impl_->InjectAllocationFailures(count); }
+int PageCache::arena_fd() const { return impl_->arena_fd(); }
+uint64_t PageCache::arena_size() const { return impl_->arena_size(); }
 
 }  // namespace zfile

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -80,9 +81,20 @@ class CachedFile;
 // CachedFile.
 class CacheView {
  public:
+  // A run of whole pages in the cache's arena (PageCache::arena_fd()).
+  struct Extent {
+    uint64_t arena_offset = 0;
+    uint64_t length = 0;
+  };
+
   virtual ~CacheView() = default;
   virtual const void* data() const = 0;
   virtual size_t size() const = 0;
+  // Where the view's pages are in the arena, in file order, adjacent slots
+  // merged, and where its first byte is in the first page: what another
+  // process needs to map the same view from the arena's descriptor.
+  virtual std::vector<Extent> extents() const = 0;
+  virtual uint64_t start() const = 0;
 };
 
 class PageCache {
@@ -102,6 +114,11 @@ class PageCache {
   // The options in effect: capacity rounded down to whole pages (at least
   // one), dirty_limit_percent at most 100.
   const CacheOptions& options() const;
+
+  // The page memory: a read-only descriptor of the arena that views map
+  // (for other processes; -1 if the cache has none) and its size.
+  int arena_fd() const;
+  uint64_t arena_size() const;
 
   // Test seam: the next `count` memory allocations of the cache (pages,
   // write-back bounce buffers) fail with ENOMEM.

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "cache/page_cache.h"
@@ -77,6 +78,9 @@ class FileView {
 
   const void* data() const { return view_->data(); }
   size_t size() const { return view_->size(); }
+  // Where it lives in the cache's arena (CacheView::extents, start).
+  std::vector<CacheView::Extent> extents() const { return view_->extents(); }
+  uint64_t start() const { return view_->start(); }
 
  private:
   FileInode* const inode_;
