@@ -12,6 +12,8 @@
 
 #include "api/backend.h"
 #include "api/zfile_internal.h"
+#include "client/client_backend.h"
+#include "client/client_uri.h"
 
 struct zfile_vol {
   std::unique_ptr<zfile::VolBackend> backend;
@@ -93,10 +95,6 @@ void ToStat(const zfile::FileStat& in, struct zfile_stat* out) {
   out->cond = ToCond(in.cond);
 }
 
-bool IsClientUri(const char* uri) {
-  return std::strncmp(uri, "zfiled:", 7) == 0 || std::strncmp(uri, "unix:", 5) == 0;
-}
-
 }  // namespace
 
 extern "C" {
@@ -104,11 +102,11 @@ extern "C" {
 int zfile_vol_open(const char* uri, const char* options, zfile_vol** vol) {
   if (uri == nullptr || vol == nullptr) return Fail(EINVAL, "zfile_vol_open: NULL argument");
   *vol = nullptr;
-  if (IsClientUri(uri)) {
-    return Fail(EPROTONOSUPPORT, std::string("'") + uri +
-                                     "': daemon client mode is not available in this build yet");
-  }
-  auto opened = zfile::OpenEmbeddedVolume(uri, options == nullptr ? "" : options);
+  const char* opts = options == nullptr ? "" : options;
+  // "zfiled:NAME" and "unix:PATH?volume=NAME" name a daemon's volume;
+  // anything else is a device this process mounts itself.
+  auto opened = zfile::IsClientUri(uri) ? zfile::OpenClientVolume(uri, opts)
+                                        : zfile::OpenEmbeddedVolume(uri, opts);
   if (!opened.ok()) return Fail(opened.status());
   auto* v = new (std::nothrow) zfile_vol;
   if (v == nullptr) return Fail(ENOMEM, "out of memory");

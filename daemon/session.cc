@@ -1,0 +1,439 @@
+#include "daemon/session.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/log.h"
+#include "protocol/framing.h"
+#include "protocol/shm_region.h"
+
+namespace zfile::daemon {
+namespace {
+
+using protocol::Reply;
+using protocol::Request;
+
+// zfile_file_type and zfile_zone_cond values (zfile.h), which the wire
+// carries as numbers.
+constexpr uint32_t kTypeCnv = 1, kTypeSeq = 2, kTypeDir = 3;
+
+uint32_t CondValue(ZoneCondition cond) {
+  switch (cond) {
+    case ZoneCondition::kNotWp:
+      return 0x0;
+    case ZoneCondition::kEmpty:
+      return 0x1;
+    case ZoneCondition::kImplicitOpen:
+      return 0x2;
+    case ZoneCondition::kExplicitOpen:
+      return 0x3;
+    case ZoneCondition::kClosed:
+      return 0x4;
+    case ZoneCondition::kReadOnly:
+      return 0xD;
+    case ZoneCondition::kFull:
+      return 0xE;
+    case ZoneCondition::kOffline:
+      return 0xF;
+  }
+  return 0x0;
+}
+
+protocol::StatInfo ToWire(const FileStat& st) {
+  protocol::StatInfo out;
+  out.size = st.size;
+  out.max_size = st.max_size;
+  out.zone_start = st.zone_start;
+  out.zone_len = st.zone_len;
+  out.ino = st.ino;
+  out.blocks = st.blocks;
+  out.block_size = st.block_size;
+  out.mode = st.mode;
+  out.uid = st.uid;
+  out.gid = st.gid;
+  out.type = S_ISDIR(st.mode) ? kTypeDir : st.kind == FileKind::kSequential ? kTypeSeq : kTypeCnv;
+  out.cond = CondValue(st.cond);
+  return out;
+}
+
+protocol::VolumeInfo ToWire(const zfile::VolumeInfo& info) {
+  protocol::VolumeInfo out;
+  out.nr_cnv_files = info.nr_cnv_files;
+  out.nr_seq_files = info.nr_seq_files;
+  out.block_size = info.block_size;
+  out.max_open = info.max_open;
+  out.max_active = info.max_active;
+  out.open_zones = info.open_zones;
+  out.active_zones = info.active_zones;
+  out.read_only = info.read_only;
+  out.zone_size = info.zone_size;
+  out.zone_capacity = info.zone_capacity;
+  // The superblock bounds both; cut anyway so that a surprise cannot make
+  // every HELLO fail to encode.
+  out.label = info.label.substr(0, protocol::kMaxLabelLen);
+  out.uuid = info.uuid.substr(0, protocol::kMaxUuidLen);
+  return out;
+}
+
+// A failed reply of the same type as `reply`.
+Reply ErrorLike(const Reply& reply, const Status& status) {
+  return std::visit(
+      [&](const auto& r) -> Reply {
+        return protocol::ErrorReply<std::decay_t<decltype(r)>>(status);
+      },
+      reply);
+}
+
+template <typename R>
+Reply Done(Status status) {
+  if (!status.ok()) return protocol::ErrorReply<R>(status);
+  return R{};
+}
+
+template <typename R>
+Reply Count(const Result<size_t>& n) {
+  if (!n.ok()) return protocol::ErrorReply<R>(n.status());
+  R reply;
+  reply.result = static_cast<int64_t>(*n);
+  return reply;
+}
+
+Status NoHandle(uint64_t id) {
+  return Status(EBADF, "no open file has handle " + std::to_string(id) + " in this session");
+}
+
+}  // namespace
+
+Session::Session(Server* server, uint64_t id, protocol::UniqueFd sock, PeerCred peer)
+    : server_(server), id_(id), sock_(std::move(sock)), peer_(std::move(peer)) {
+  // A client that stops reading its replies must not hold this thread (and
+  // its pins) forever: the send times out and the session is dropped.
+  timeval tv{};
+  tv.tv_sec = server_->bounds_.send_timeout_ms / 1000;
+  tv.tv_usec = (server_->bounds_.send_timeout_ms % 1000) * 1000;
+  if (setsockopt(sock_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+    Log().warn("session {}: SO_SNDTIMEO: {}", id_, ErrnoName(errno));
+  }
+}
+
+Session::~Session() {
+  // Views first (they pin cache pages), then handles (ending explicit-open
+  // writing), then the client's memory.
+  views_.clear();
+  handles_.clear();
+  if (shm_ != nullptr) munmap(shm_, shm_size_);
+}
+
+void Session::Interrupt() { shutdown(sock_.get(), SHUT_RD); }
+
+void Session::Run() {
+  Log().debug("session {}: client pid {} uid {} gid {} connected", id_, peer_.pid, peer_.uid,
+              peer_.gid);
+  protocol::FrameReader reader(sock_.get());
+  std::string why = "client closed the connection";
+  while (true) {
+    Result<std::optional<protocol::Frame>> got = reader.Read();
+    if (!got.ok()) {
+      why = "dropped: " + got.status().ToString();
+      break;
+    }
+    if (!got->has_value()) break;
+    protocol::Frame& frame = **got;
+    Result<Request> request = protocol::DecodeRequest(frame.header, frame.payload, limits_);
+    if (!request.ok()) {
+      why = "dropped: " + request.status().ToString();
+      break;
+    }
+    const bool hello = std::holds_alternative<protocol::HelloRequest>(*request);
+    if (hello != (vol_ == nullptr)) {
+      why = hello ? "dropped: a second HELLO" : "dropped: a request before HELLO";
+      break;
+    }
+    bool send_arena = false;
+    bool drop = false;
+    Reply reply;
+    if (hello) {
+      reply = Hello(std::get<protocol::HelloRequest>(*request), frame.fds, &send_arena);
+      // A refused HELLO ends the session once the client knows why.
+      drop = protocol::ResultOf(reply).result < 0;
+    } else {
+      reply = Dispatch(*request);
+    }
+    Result<std::vector<uint8_t>> bytes = protocol::EncodeReply(frame.header.request_id, reply);
+    if (!bytes.ok()) {
+      send_arena = false;
+      bytes = protocol::EncodeReply(frame.header.request_id, ErrorLike(reply, bytes.status()));
+    }
+    if (!bytes.ok()) {
+      why = "dropped: cannot encode a reply: " + bytes.status().ToString();
+      break;
+    }
+    std::vector<int> fds;
+    if (send_arena) fds.push_back(vol_->arena_ro.get());
+    Status sent = protocol::SendFrame(sock_.get(), *bytes, fds);
+    if (!sent.ok()) {
+      why = "dropped: sending a reply: " + sent.ToString();
+      break;
+    }
+    if (drop) {
+      why = "HELLO refused: " + protocol::ResultOf(reply).message;
+      break;
+    }
+  }
+  // A client that merely left is routine; one that was dropped is worth a
+  // warning, since it is either broken or hostile.
+  const size_t handles = handles_.size(), views = views_.size();
+  if (why.rfind("dropped", 0) == 0) {
+    Log().warn("session {} (pid {} uid {}): {}; closing {} files, {} views", id_, peer_.pid,
+               peer_.uid, why, handles, views);
+  } else {
+    Log().debug("session {} (pid {}): {}; closing {} files, {} views", id_, peer_.pid, why, handles,
+                views);
+  }
+  views_.clear();
+  handles_.clear();
+  // The client sees the end at once; the descriptor itself is closed when
+  // the server reaps the session (Interrupt may still use it until then).
+  shutdown(sock_.get(), SHUT_RDWR);
+  done_ = true;
+  server_->SessionEnded();
+}
+
+Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::UniqueFd>& fds,
+                     bool* send_arena) {
+  using R = protocol::HelloReply;
+  ServedVolume* vol = server_->FindVolume(req.volume);
+  if (vol == nullptr) {
+    return protocol::ErrorReply<R>(
+        Status(ENOENT, "zfiled serves no volume named '" + req.volume + "'"));
+  }
+  if (fds.size() != 1) return protocol::ErrorReply<R>(Status(EPROTO, "HELLO without its memfd"));
+  Status shm_ok = protocol::CheckShmRegion(fds[0].get(), req.shm_size);
+  if (!shm_ok.ok()) return protocol::ErrorReply<R>(shm_ok);
+  void* addr = mmap(nullptr, req.shm_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0].get(), 0);
+  if (addr == MAP_FAILED) {
+    return protocol::ErrorReply<R>(ErrnoStatus(errno, "mapping the client's memfd"));
+  }
+  shm_ = static_cast<uint8_t*>(addr);
+  shm_size_ = req.shm_size;
+  vol_ = vol;
+
+  R reply;
+  reply.protocol_version = std::min<uint32_t>(req.protocol_version, protocol::kProtocolVersion);
+  reply.shm_size = req.shm_size;
+  limits_.shm_size = req.shm_size;
+  if (vol->arena_ro.valid()) {
+    reply.has_cache_fd = true;
+    reply.cache_page_size = vol->volume->cache().options().page_size;
+    reply.cache_arena_size = vol->volume->cache().arena_size();
+    limits_.cache_page_size = reply.cache_page_size;
+    limits_.cache_arena_size = reply.cache_arena_size;
+    *send_arena = true;
+  }
+  reply.volume = ToWire(vol->volume->Info());
+  Log().info("session {}: pid {} uid {} uses volume '{}'", id_, peer_.pid, peer_.uid, vol->name);
+  return reply;
+}
+
+FileHandle* Session::HandleOf(uint64_t id) {
+  auto it = handles_.find(id);
+  return it == handles_.end() ? nullptr : it->second.get();
+}
+
+Status Session::CheckAccess(std::string_view path, uint32_t want) {
+  ZF_ASSIGN_OR_RETURN(FileInode * inode, vol_->volume->Lookup(path));
+  FileStat st;
+  inode->Stat(&st);
+  if (MayAccess(peer_, st.mode, st.uid, st.gid, want)) return Status();
+  const char* what = want == 6 ? "reading and writing" : want == 2 ? "writing" : "reading";
+  char mode[8];
+  snprintf(mode, sizeof(mode), "%04o", st.mode & 07777);
+  return Status(EACCES, std::string(path) + ": uid " + std::to_string(peer_.uid) +
+                            " may not open it for " + what + " (mode " + mode + ", owner " +
+                            std::to_string(st.uid) + ":" + std::to_string(st.gid) + ")");
+}
+
+Reply Session::Open(const protocol::OpenRequest& req) {
+  using R = protocol::OpenReply;
+  if (handles_.size() >= server_->bounds_.max_handles) {
+    return protocol::ErrorReply<R>(Status(
+        EMFILE, "this session has " + std::to_string(handles_.size()) + " files open, the limit"));
+  }
+  uint32_t want = 0;
+  switch (req.flags & O_ACCMODE) {
+    case O_RDONLY:
+      want = 4;
+      break;
+    case O_WRONLY:
+      want = 2;
+      break;
+    default:
+      want = 6;
+      break;
+  }
+  if ((req.flags & O_TRUNC) != 0) want |= 2;
+  Status access = CheckAccess(req.path, want);
+  if (!access.ok()) return protocol::ErrorReply<R>(access);
+  Result<std::unique_ptr<FileHandle>> handle = vol_->volume->Open(req.path, req.flags);
+  if (!handle.ok()) return protocol::ErrorReply<R>(handle.status());
+  R reply;
+  reply.handle = next_handle_++;
+  handles_.emplace(reply.handle, std::move(*handle));
+  return reply;
+}
+
+Reply Session::Map(const protocol::MapRequest& req) {
+  using R = protocol::MapReply;
+  FileHandle* handle = HandleOf(req.handle);
+  if (handle == nullptr) return protocol::ErrorReply<R>(NoHandle(req.handle));
+  if (!vol_->arena_ro.valid()) {
+    return protocol::ErrorReply<R>(
+        Status(EOPNOTSUPP, "this volume's cache cannot be shared with clients"));
+  }
+  if (views_.size() >= server_->bounds_.max_views) {
+    return protocol::ErrorReply<R>(Status(
+        ENOMEM, "this session has " + std::to_string(views_.size()) + " views mapped, the limit"));
+  }
+  Result<std::unique_ptr<FileView>> view = handle->Map(req.offset, req.length);
+  if (!view.ok()) return protocol::ErrorReply<R>(view.status());
+  std::vector<CacheView::Extent> extents = (*view)->extents();
+  if (extents.size() > protocol::kMaxMapExtents || extents.empty()) {
+    // Dropping the view here releases its pins at once.
+    return protocol::ErrorReply<R>(
+        Status(EMSGSIZE, "the view's pages lie in " + std::to_string(extents.size()) +
+                             " runs of the cache, more than one reply can list (" +
+                             std::to_string(protocol::kMaxMapExtents) + "); map less at a time"));
+  }
+  R reply;
+  reply.view_id = next_view_++;
+  reply.start = (*view)->start();
+  reply.extents.reserve(extents.size());
+  for (const CacheView::Extent& e : extents) reply.extents.push_back({e.arena_offset, e.length});
+  views_.emplace(reply.view_id, std::move(*view));
+  return reply;
+}
+
+Reply Session::Dispatch(Request& request) {
+  Volume& vol = *vol_->volume;
+  return std::visit(
+      [&](auto& req) -> Reply {
+        using T = std::decay_t<decltype(req)>;
+        namespace p = protocol;
+        if constexpr (std::is_same_v<T, p::HelloRequest>) {
+          return p::ErrorReply<p::HelloReply>(Status(EPROTO, "a second HELLO"));
+        } else if constexpr (std::is_same_v<T, p::VolInfoRequest>) {
+          p::VolInfoReply reply;
+          reply.volume = ToWire(vol.Info());
+          return reply;
+        } else if constexpr (std::is_same_v<T, p::VolStatsRequest>) {
+          p::VolStatsReply reply;
+          reply.json = vol.StatsJson();
+          return reply;
+        } else if constexpr (std::is_same_v<T, p::VolSyncRequest>) {
+          return Done<p::VolSyncReply>(vol.Sync());
+        } else if constexpr (std::is_same_v<T, p::OpenRequest>) {
+          return Open(req);
+        } else if constexpr (std::is_same_v<T, p::CloseRequest>) {
+          if (handles_.erase(req.handle) == 0)
+            return p::ErrorReply<p::CloseReply>(NoHandle(req.handle));
+          return p::CloseReply{};
+        } else if constexpr (std::is_same_v<T, p::PreadRequest>) {
+          FileHandle* h = HandleOf(req.handle);
+          if (h == nullptr) return p::ErrorReply<p::PreadReply>(NoHandle(req.handle));
+          return Count<p::PreadReply>(
+              h->PRead(Shm(req.shm_offset), req.length, req.offset, req.rwf));
+        } else if constexpr (std::is_same_v<T, p::PwriteRequest>) {
+          FileHandle* h = HandleOf(req.handle);
+          if (h == nullptr) return p::ErrorReply<p::PwriteReply>(NoHandle(req.handle));
+          return Count<p::PwriteReply>(
+              h->PWrite(Shm(req.shm_offset), req.length, req.offset, req.rwf));
+        } else if constexpr (std::is_same_v<T, p::AppendRequest>) {
+          FileHandle* h = HandleOf(req.handle);
+          if (h == nullptr) return p::ErrorReply<p::AppendReply>(NoHandle(req.handle));
+          uint64_t landed = 0;
+          Result<size_t> n = h->Append(Shm(req.shm_offset), req.length, &landed);
+          if (!n.ok()) return p::ErrorReply<p::AppendReply>(n.status());
+          p::AppendReply reply;
+          reply.result = static_cast<int64_t>(*n);
+          reply.offset = landed;
+          return reply;
+        } else if constexpr (std::is_same_v<T, p::FsyncRequest>) {
+          FileHandle* h = HandleOf(req.handle);
+          if (h == nullptr) return p::ErrorReply<p::FsyncReply>(NoHandle(req.handle));
+          return Done<p::FsyncReply>(h->Fsync());
+        } else if constexpr (std::is_same_v<T, p::FtruncateRequest>) {
+          // Permission was checked at OPEN; the engine refuses a handle not
+          // open for writing (EBADF), as ftruncate(2) does.
+          FileHandle* h = HandleOf(req.handle);
+          if (h == nullptr) return p::ErrorReply<p::FtruncateReply>(NoHandle(req.handle));
+          return Done<p::FtruncateReply>(h->Truncate(req.size));
+        } else if constexpr (std::is_same_v<T, p::FstatRequest>) {
+          FileHandle* h = HandleOf(req.handle);
+          if (h == nullptr) return p::ErrorReply<p::FstatReply>(NoHandle(req.handle));
+          FileStat st;
+          h->Stat(&st);
+          p::FstatReply reply;
+          reply.stat = ToWire(st);
+          return reply;
+        } else if constexpr (std::is_same_v<T, p::StatRequest>) {
+          // stat(2) needs search permission on the directories only, and
+          // zonefs's directories are 0555: anyone may stat.
+          FileStat st;
+          Status s = vol.StatPath(req.path, &st);
+          if (!s.ok()) return p::ErrorReply<p::StatReply>(s);
+          p::StatReply reply;
+          reply.stat = ToWire(st);
+          return reply;
+        } else if constexpr (std::is_same_v<T, p::ChmodRequest>) {
+          Result<FileInode*> inode = vol.Lookup(req.path);
+          if (!inode.ok()) return p::ErrorReply<p::ChmodReply>(inode.status());
+          FileStat st;
+          (*inode)->Stat(&st);
+          if (peer_.uid != 0 && peer_.uid != st.uid) {
+            return p::ErrorReply<p::ChmodReply>(Status(EPERM, req.path + ": only its owner (uid " +
+                                                                  std::to_string(st.uid) +
+                                                                  ") or root may change its mode"));
+          }
+          return Done<p::ChmodReply>((*inode)->Chmod(req.mode));
+        } else if constexpr (std::is_same_v<T, p::ChownRequest>) {
+          Result<FileInode*> inode = vol.Lookup(req.path);
+          if (!inode.ok()) return p::ErrorReply<p::ChownReply>(inode.status());
+          FileStat st;
+          (*inode)->Stat(&st);
+          // As chown(2): only root gives a file away; the owner may change
+          // its group to one of its own groups.
+          const bool uid_same = req.uid == UINT32_MAX || req.uid == st.uid;
+          const bool gid_ok =
+              req.gid == UINT32_MAX || req.gid == st.gid ||
+              std::find(peer_.groups.begin(), peer_.groups.end(), req.gid) != peer_.groups.end();
+          if (peer_.uid != 0 && !(peer_.uid == st.uid && uid_same && gid_ok)) {
+            return p::ErrorReply<p::ChownReply>(
+                Status(EPERM, req.path + ": uid " + std::to_string(peer_.uid) +
+                                  " may not change its owner or group to " +
+                                  std::to_string(static_cast<int32_t>(req.uid)) + ":" +
+                                  std::to_string(static_cast<int32_t>(req.gid)) +
+                                  " (only root may give a file away)"));
+          }
+          return Done<p::ChownReply>((*inode)->Chown(req.uid, req.gid));
+        } else if constexpr (std::is_same_v<T, p::MapRequest>) {
+          return Map(req);
+        } else if constexpr (std::is_same_v<T, p::UnmapRequest>) {
+          if (views_.erase(req.view_id) == 0) {
+            return p::ErrorReply<p::UnmapReply>(Status(
+                EINVAL, "no view has id " + std::to_string(req.view_id) + " in this session"));
+          }
+          return p::UnmapReply{};
+        }
+      },
+      request);
+}
+
+}  // namespace zfile::daemon

@@ -1,0 +1,544 @@
+#include "client/client_backend.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "client/client_uri.h"
+#include "client/connection.h"
+#include "protocol/messages.h"
+#include "zfile/zfile.h"
+
+namespace zfile {
+
+namespace proto = zfile::protocol;
+
+namespace {
+
+ZoneCondition CondFromWire(uint32_t cond) {
+  switch (cond) {
+    case ZFILE_COND_EMPTY:
+      return ZoneCondition::kEmpty;
+    case ZFILE_COND_IMP_OPEN:
+      return ZoneCondition::kImplicitOpen;
+    case ZFILE_COND_EXP_OPEN:
+      return ZoneCondition::kExplicitOpen;
+    case ZFILE_COND_CLOSED:
+      return ZoneCondition::kClosed;
+    case ZFILE_COND_FULL:
+      return ZoneCondition::kFull;
+    case ZFILE_COND_READONLY:
+      return ZoneCondition::kReadOnly;
+    case ZFILE_COND_OFFLINE:
+      return ZoneCondition::kOffline;
+    default:
+      return ZoneCondition::kNotWp;
+  }
+}
+
+FileStat ToFileStat(const proto::StatInfo& in) {
+  FileStat st;
+  st.size = in.size;
+  st.max_size = in.max_size;
+  st.zone_start = in.zone_start;
+  st.zone_len = in.zone_len;
+  st.block_size = in.block_size;
+  st.ino = in.ino;
+  st.mode = in.mode;
+  st.uid = in.uid;
+  st.gid = in.gid;
+  // Directories are told apart by their mode (zfile_c.cc's ToStat).
+  st.kind = in.type == ZFILE_TYPE_SEQ ? FileKind::kSequential : FileKind::kConventional;
+  st.cond = CondFromWire(in.cond);
+  st.blocks = in.blocks;
+  return st;
+}
+
+VolumeInfo ToVolumeInfo(const proto::VolumeInfo& in, const std::string& uri) {
+  VolumeInfo v;
+  v.device_uri = uri;  // the device is the daemon's to name
+  v.nr_cnv_files = in.nr_cnv_files;
+  v.nr_seq_files = in.nr_seq_files;
+  v.block_size = in.block_size;
+  v.zone_size = in.zone_size;
+  v.zone_capacity = in.zone_capacity;
+  v.max_open = in.max_open;
+  v.max_active = in.max_active;
+  v.open_zones = in.open_zones;
+  v.active_zones = in.active_zones;
+  v.read_only = in.read_only;
+  v.label = in.label;
+  v.uuid = in.uuid;
+  return v;
+}
+
+// What a volume, its files and its views share. Files and views keep it
+// (and their connection) alive, so that whatever order the C API's objects
+// are destroyed in, nothing points at freed memory.
+struct ClientState {
+  ClientTarget target;
+  std::string uri;
+
+  std::mutex mu;
+  std::vector<std::shared_ptr<Connection>> pool;  // guarded by mu
+  size_t next = 0;                                // guarded by mu: turn when all are busy
+  bool closed = false;                            // guarded by mu
+
+  // Open files and mapped views (zfile_vol_close refuses while any).
+  // Changed under mu when they go up, so that Close() sees every Open()
+  // that has begun.
+  std::atomic<int> files{0};
+  std::atomic<int> views{0};
+};
+
+Result<std::shared_ptr<Connection>> NewConnection(const ClientState& state) {
+  ZF_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                      Connection::Open(state.target, kClientShmSize));
+  return std::shared_ptr<Connection>(std::move(conn));
+}
+
+// The largest piece of one call sent as one request: the region, rounded
+// down to the volume's block size so that split O_DIRECT and sequential
+// writes keep every piece block-aligned.
+size_t PieceSize(const Connection& conn) {
+  const uint64_t region = conn.shm_size();
+  const uint64_t block = conn.hello_volume().block_size;
+  if (block == 0 || block > region) return region;
+  return region - region % block;
+}
+
+class ClientView final : public ViewBackend {
+ public:
+  ClientView(std::shared_ptr<ClientState> state, std::shared_ptr<Connection> conn, uint64_t view_id,
+             void* base, size_t mapped, const void* data, size_t size)
+      : state_(std::move(state)),
+        conn_(std::move(conn)),
+        view_id_(view_id),
+        base_(base),
+        mapped_(mapped),
+        data_(data),
+        size_(size) {}
+
+  ~ClientView() override {
+    // Our mapping goes first: once the daemon unpins the pages it may reuse
+    // them for other data.
+    ::munmap(base_, mapped_);
+    {
+      std::lock_guard<std::mutex> lock(conn_->mu());
+      // A daemon that went away dropped the pin with the session.
+      if (!conn_->broken()) {
+        proto::UnmapRequest req;
+        req.view_id = view_id_;
+        (void)conn_->Call<proto::UnmapReply>(req);
+      }
+    }
+    conn_->pins().fetch_sub(1);
+    state_->views.fetch_sub(1);
+  }
+
+  const void* data() const override { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  const std::shared_ptr<ClientState> state_;
+  const std::shared_ptr<Connection> conn_;
+  const uint64_t view_id_;
+  void* const base_;
+  const size_t mapped_;
+  const void* const data_;
+  const size_t size_;
+};
+
+class ClientFile final : public FileBackend {
+ public:
+  ClientFile(std::shared_ptr<ClientState> state, std::shared_ptr<Connection> conn, uint64_t handle)
+      : state_(std::move(state)),
+        conn_(std::move(conn)),
+        handle_(handle),
+        piece_(PieceSize(*conn_)) {}
+
+  ~ClientFile() override {
+    {
+      std::lock_guard<std::mutex> lock(conn_->mu());
+      if (!conn_->broken()) {
+        proto::CloseRequest req;
+        req.handle = handle_;
+        (void)conn_->Call<proto::CloseReply>(req);
+      }
+    }
+    conn_->pins().fetch_sub(1);
+    state_->files.fetch_sub(1);
+  }
+
+  Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf) override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    auto* out = static_cast<uint8_t*>(buf);
+    size_t done = 0;
+    // At least one request, so that a read of 0 bytes is still checked by
+    // the engine (a write-only handle, ...), as in embedded mode.
+    do {
+      const size_t piece = std::min(len - done, piece_);
+      proto::PreadRequest req;
+      req.handle = handle_;
+      req.offset = offset + done;
+      req.length = piece;
+      req.rwf = rwf;
+      req.shm_offset = 0;
+      auto reply = conn_->Call<proto::PreadReply>(req);
+      if (!reply.ok()) {
+        // What was read is the caller's, as with a short read(2).
+        if (done > 0) break;
+        return reply.status();
+      }
+      const auto n = static_cast<uint64_t>(reply->result);
+      if (n > piece) return conn_->Break(TooMuch("PREAD", n, piece));
+      if (n > 0) std::memcpy(out + done, conn_->shm(), n);
+      done += n;
+      if (n < piece) break;  // end of file (or of what could be read)
+    } while (done < len);
+    return done;
+  }
+
+  Result<size_t> PWrite(const void* buf, size_t len, uint64_t offset, int rwf) override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    const auto* in = static_cast<const uint8_t*>(buf);
+    size_t done = 0;
+    do {
+      const size_t piece = std::min(len - done, piece_);
+      if (piece > 0) std::memcpy(conn_->shm(), in + done, piece);
+      proto::PwriteRequest req;
+      req.handle = handle_;
+      req.offset = offset + done;
+      req.length = piece;
+      req.rwf = rwf;
+      req.shm_offset = 0;
+      auto reply = conn_->Call<proto::PwriteReply>(req);
+      if (!reply.ok()) {
+        if (done > 0) break;
+        return reply.status();
+      }
+      const auto n = static_cast<uint64_t>(reply->result);
+      if (n > piece) return conn_->Break(TooMuch("PWRITE", n, piece));
+      done += n;
+      if (n < piece) break;
+    } while (done < len);
+    return done;
+  }
+
+  Result<size_t> Append(const void* buf, size_t len, uint64_t* landed) override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    const auto* in = static_cast<const uint8_t*>(buf);
+    size_t done = 0;
+    // Each piece lands at the write pointer; pieces are sent back to back
+    // under the connection's lock, so (unless another process appends to
+    // the same file meanwhile) they are contiguous, and the call reports
+    // where the first one landed.
+    do {
+      const size_t piece = std::min(len - done, piece_);
+      if (piece > 0) std::memcpy(conn_->shm(), in + done, piece);
+      proto::AppendRequest req;
+      req.handle = handle_;
+      req.length = piece;
+      req.shm_offset = 0;
+      auto reply = conn_->Call<proto::AppendReply>(req);
+      if (!reply.ok()) {
+        if (done > 0) break;
+        return reply.status();
+      }
+      const auto n = static_cast<uint64_t>(reply->result);
+      if (n > piece) return conn_->Break(TooMuch("APPEND", n, piece));
+      if (done == 0 && landed != nullptr) *landed = reply->offset;
+      done += n;
+      if (n < piece) break;
+    } while (done < len);
+    return done;
+  }
+
+  Status Fsync() override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    proto::FsyncRequest req;
+    req.handle = handle_;
+    return conn_->Call<proto::FsyncReply>(req).status();
+  }
+
+  Status Truncate(uint64_t size) override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    proto::FtruncateRequest req;
+    req.handle = handle_;
+    req.size = size;
+    return conn_->Call<proto::FtruncateReply>(req).status();
+  }
+
+  Status Stat(FileStat* st) override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    proto::FstatRequest req;
+    req.handle = handle_;
+    ZF_ASSIGN_OR_RETURN(proto::FstatReply reply, conn_->Call<proto::FstatReply>(req));
+    *st = ToFileStat(reply.stat);
+    return Status::Ok();
+  }
+
+  Result<std::unique_ptr<ViewBackend>> Map(uint64_t offset, size_t len) override {
+    std::lock_guard<std::mutex> lock(conn_->mu());
+    proto::MapRequest req;
+    req.handle = handle_;
+    req.offset = offset;
+    req.length = len;
+    ZF_ASSIGN_OR_RETURN(proto::MapReply reply, conn_->Call<proto::MapReply>(req));
+    // The daemon now holds the view's pages pinned for us: every failure
+    // from here on must give them back.
+    auto give_back = [&](Status why) {
+      proto::UnmapRequest unmap;
+      unmap.view_id = reply.view_id;
+      if (!conn_->broken()) (void)conn_->Call<proto::UnmapReply>(unmap);
+      return why;
+    };
+    if (conn_->arena_fd() < 0) {
+      return give_back(Status(EOPNOTSUPP,
+                              "zfiled passed no cache arena at HELLO, so this process cannot "
+                              "map its views"));
+    }
+    // The decoder checked that the extents are whole pages inside the
+    // arena, so this sum cannot overflow.
+    uint64_t total = 0;
+    for (const proto::MapExtent& e : reply.extents) total += e.length;
+    if (reply.start > total || len > total - reply.start) {
+      return conn_->Break(
+          give_back(Status(EPROTO, "zfiled's view of " + std::to_string(len) + " bytes at " +
+                                       std::to_string(reply.start) + " does not fit its " +
+                                       std::to_string(total) + " bytes of pages")));
+    }
+    // One reservation for the whole view, then each run of pages mapped
+    // over its part of it: the runs lie side by side in our address space
+    // wherever they are in the arena.
+    void* base =
+        ::mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+      return give_back(ErrnoStatus(errno, "reserving address space for a view"));
+    }
+    uint64_t pos = 0;
+    for (const proto::MapExtent& e : reply.extents) {
+      void* at = static_cast<uint8_t*>(base) + pos;
+      if (::mmap(at, e.length, PROT_READ, MAP_SHARED | MAP_FIXED, conn_->arena_fd(),
+                 static_cast<off_t>(e.arena_offset)) == MAP_FAILED) {
+        const int err = errno;
+        ::munmap(base, total);
+        return give_back(ErrnoStatus(err, "mapping a view from zfiled's cache arena"));
+      }
+      pos += e.length;
+    }
+    conn_->pins().fetch_add(1);
+    state_->views.fetch_add(1);
+    return std::unique_ptr<ViewBackend>(
+        std::make_unique<ClientView>(state_, conn_, reply.view_id, base, total,
+                                     static_cast<const uint8_t*>(base) + reply.start, len));
+  }
+
+ private:
+  static Status TooMuch(const char* what, uint64_t n, uint64_t asked) {
+    return Status(EPROTO, std::string("zfiled reported ") + std::to_string(n) + " bytes for a " +
+                              what + " of " + std::to_string(asked));
+  }
+
+  const std::shared_ptr<ClientState> state_;
+  const std::shared_ptr<Connection> conn_;
+  const uint64_t handle_;
+  const size_t piece_;
+};
+
+class ClientVolume final : public VolBackend {
+ public:
+  explicit ClientVolume(std::shared_ptr<ClientState> state) : state_(std::move(state)) {}
+
+  Status Close() override {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    const int files = state_->files.load();
+    const int views = state_->views.load();
+    if (files > 0 || views > 0) {
+      return Status(EBUSY, "volume '" + state_->target.volume + "' of zfiled still has " +
+                               std::to_string(files) + " open file(s) and " +
+                               std::to_string(views) + " mapped view(s) in this process");
+    }
+    // The daemon keeps the volume mounted; ending the sessions is all a
+    // client's close does. Dirty data is the daemon's to write back.
+    state_->pool.clear();
+    state_->closed = true;
+    return Status::Ok();
+  }
+
+  Status Sync() override {
+    return VolumeCall<proto::VolSyncReply>(proto::VolSyncRequest{}).status();
+  }
+
+  Result<VolumeInfo> Info() override {
+    ZF_ASSIGN_OR_RETURN(proto::VolInfoReply reply,
+                        VolumeCall<proto::VolInfoReply>(proto::VolInfoRequest{}));
+    return ToVolumeInfo(reply.volume, state_->uri);
+  }
+
+  Result<std::string> StatsJson() override {
+    ZF_ASSIGN_OR_RETURN(proto::VolStatsReply reply,
+                        VolumeCall<proto::VolStatsReply>(proto::VolStatsRequest{}));
+    return std::move(reply.json);
+  }
+
+  Result<std::unique_ptr<FileBackend>> Open(std::string_view path, int flags) override {
+    proto::OpenRequest req;
+    req.path = std::string(path);
+    req.flags = flags;
+    // Retried once, like VolumeCall, when the session was found dead: the
+    // daemon dropped whatever that session held, so nothing is opened
+    // twice.
+    for (int attempt = 0;; ++attempt) {
+      ZF_ASSIGN_OR_RETURN(std::shared_ptr<Connection> conn, ConnectionForFile());
+      Result<proto::OpenReply> reply = Status(EIO, "not sent");
+      {
+        std::lock_guard<std::mutex> lock(conn->mu());
+        reply = conn->Call<proto::OpenReply>(req);
+      }
+      if (reply.ok()) {
+        return std::unique_ptr<FileBackend>(
+            std::make_unique<ClientFile>(state_, conn, reply->handle));
+      }
+      // ConnectionForFile counted the file in; it did not open.
+      conn->pins().fetch_sub(1);
+      state_->files.fetch_sub(1);
+      if (!conn->broken() || attempt > 0) return reply.status();
+    }
+  }
+
+  Status Stat(std::string_view path, FileStat* st) override {
+    proto::StatRequest req;
+    req.path = std::string(path);
+    ZF_ASSIGN_OR_RETURN(proto::StatReply reply, VolumeCall<proto::StatReply>(req));
+    *st = ToFileStat(reply.stat);
+    return Status::Ok();
+  }
+
+  Status Chmod(std::string_view path, uint32_t mode) override {
+    proto::ChmodRequest req;
+    req.path = std::string(path);
+    req.mode = mode;
+    return VolumeCall<proto::ChmodReply>(req).status();
+  }
+
+  Status Chown(std::string_view path, uint32_t uid, uint32_t gid) override {
+    proto::ChownRequest req;
+    req.path = std::string(path);
+    req.uid = uid;
+    req.gid = gid;
+    return VolumeCall<proto::ChownReply>(req).status();
+  }
+
+ private:
+  // A connection and its lock, held for one request.
+  struct Held {
+    std::shared_ptr<Connection> conn;
+    std::unique_lock<std::mutex> lock;
+  };
+
+  // With state_->mu held: forgets connections whose stream broke (the files
+  // and views on them keep theirs, and fail), so that a restarted daemon
+  // gets new sessions.
+  void DropBroken() {
+    auto& pool = state_->pool;
+    pool.erase(std::remove_if(pool.begin(), pool.end(),
+                              [](const std::shared_ptr<Connection>& c) { return c->broken(); }),
+               pool.end());
+  }
+
+  Status CheckOpen() const {
+    if (state_->closed) return Status(EBADF, "the volume is closed");
+    return Status::Ok();
+  }
+
+  // Runs a request that is not about an open file. Every such request is
+  // idempotent, so one whose session turns out to be dead (a daemon that
+  // restarted since) is sent once more on a new session; only then does
+  // the caller see the failure.
+  template <typename R>
+  Result<R> VolumeCall(const proto::Request& request) {
+    for (int attempt = 0;; ++attempt) {
+      ZF_ASSIGN_OR_RETURN(Held held, AnyConnection());
+      Result<R> reply = held.conn->template Call<R>(request);
+      if (reply.ok() || !held.conn->broken() || attempt > 0) return reply;
+    }
+  }
+
+  // For a request that is not about an open file: an idle connection if
+  // there is one, else a new one while the pool has room, else the next
+  // in turn (waited for).
+  Result<Held> AnyConnection() {
+    std::shared_ptr<Connection> conn;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      ZF_RETURN_IF_ERROR(CheckOpen());
+      DropBroken();
+      for (const auto& c : state_->pool) {
+        std::unique_lock<std::mutex> held(c->mu(), std::try_to_lock);
+        if (held.owns_lock()) return Held{c, std::move(held)};
+      }
+      if (state_->pool.size() < kMaxClientConnections) {
+        ZF_ASSIGN_OR_RETURN(conn, NewConnection(*state_));
+        state_->pool.push_back(conn);
+        return Held{conn, std::unique_lock<std::mutex>(conn->mu())};
+      }
+      conn = state_->pool[state_->next++ % state_->pool.size()];
+    }
+    // Waited for without the volume's lock, which Open() and the other
+    // volume calls need meanwhile.
+    return Held{conn, std::unique_lock<std::mutex>(conn->mu())};
+  }
+
+  // The connection a new file is pinned to: the least used one, or a new
+  // one while every existing one has users and the pool has room. Counts
+  // the file in (on the connection and the volume) before returning.
+  Result<std::shared_ptr<Connection>> ConnectionForFile() {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    ZF_RETURN_IF_ERROR(CheckOpen());
+    DropBroken();
+    std::shared_ptr<Connection> best;
+    for (const auto& c : state_->pool) {
+      if (best == nullptr || c->pins().load() < best->pins().load()) best = c;
+    }
+    if (best == nullptr ||
+        (best->pins().load() > 0 && state_->pool.size() < kMaxClientConnections)) {
+      ZF_ASSIGN_OR_RETURN(best, NewConnection(*state_));
+      state_->pool.push_back(best);
+    }
+    best->pins().fetch_add(1);
+    state_->files.fetch_add(1);
+    return best;
+  }
+
+  const std::shared_ptr<ClientState> state_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<VolBackend>> OpenClientVolume(std::string_view uri,
+                                                     std::string_view options) {
+  ZF_ASSIGN_OR_RETURN(ClientTarget target, ParseClientUri(uri));
+  if (!options.empty()) {
+    return Status(EINVAL, "'" + std::string(uri) + "': mount options '" + std::string(options) +
+                              "' cannot be given to a client of zfiled: the daemon's "
+                              "configuration owns them (pass NULL or \"\")");
+  }
+  auto state = std::make_shared<ClientState>();
+  state->target = std::move(target);
+  state->uri = std::string(uri);
+  // The first session is opened now, so that a daemon that is not running
+  // or does not know the volume is an error of zfile_vol_open itself.
+  ZF_ASSIGN_OR_RETURN(std::shared_ptr<Connection> first, NewConnection(*state));
+  state->pool.push_back(std::move(first));
+  return std::unique_ptr<VolBackend>(std::make_unique<ClientVolume>(std::move(state)));
+}
+
+}  // namespace zfile

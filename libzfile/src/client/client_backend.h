@@ -1,0 +1,43 @@
+// libzfile as a client of zfiled (issue 5): the C API's VolBackend over the
+// daemon's protocol, so that zfile_vol_open("zfiled:NAME", ...) and
+// "unix:PATH?volume=NAME" work with the C API unchanged.
+//
+// Connections: a volume keeps a small pool of sessions with the daemon (at
+// most kMaxClientConnections, made on demand), each with its own socket
+// and shared-memory region. The daemon keeps open files and views per
+// session, so a file is pinned to the connection that opened it, and its
+// views to that same connection; a new file goes to the least used
+// connection, opening another while the pool has room, so that threads
+// working on different files do not queue behind one socket. Each request
+// holds its connection for its duration (one request in flight per
+// connection); a call larger than the region is sent as region-sized
+// pieces under one hold, so this process's other threads cannot slip a
+// request of the same connection in between the pieces.
+//
+// Bulk data moves through the region: one copy in (writes) or out (reads)
+// per call and direction, never through the socket.
+#ifndef ZFILE_CLIENT_CLIENT_BACKEND_H_
+#define ZFILE_CLIENT_CLIENT_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "api/backend.h"
+#include "base/status.h"
+
+namespace zfile {
+
+inline constexpr size_t kMaxClientConnections = 4;
+inline constexpr uint64_t kClientShmSize = uint64_t{8} << 20;
+
+// Connects to the daemon `uri` names (client_uri.h) and opens a session on
+// its volume. `options` must be empty (EINVAL otherwise): the daemon's
+// configuration owns the mount options.
+Result<std::unique_ptr<VolBackend>> OpenClientVolume(std::string_view uri,
+                                                     std::string_view options);
+
+}  // namespace zfile
+
+#endif  // ZFILE_CLIENT_CLIENT_BACKEND_H_

@@ -1,0 +1,178 @@
+#include "client/connection.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "protocol/frame.h"
+#include "protocol/shm_region.h"
+
+namespace zfile {
+
+namespace proto = zfile::protocol;
+
+namespace {
+
+// What to try when connect() fails, by errno: the bare strerror() of a
+// missing socket does not tell a user that the daemon is not running.
+std::string ConnectHint(int err) {
+  switch (err) {
+    case ENOENT:
+      return " (no socket there: is zfiled running, and with this socket? Set ZFILED_SOCKET or "
+             "use unix:PATH?volume=NAME to name another)";
+    case ECONNREFUSED:
+      return " (nothing is listening on it: zfiled is not running)";
+    case EACCES:
+    case EPERM:
+      return " (the socket's mode or group does not let this user in)";
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
+    : target_(target), sock_(std::move(sock)), reader_(sock_.get()) {}
+
+Connection::~Connection() {
+  if (shm_ != nullptr) ::munmap(shm_, shm_size_);
+}
+
+Result<std::unique_ptr<Connection>> Connection::Open(const ClientTarget& target,
+                                                     uint64_t shm_size) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (target.socket_path.size() >= sizeof(addr.sun_path)) {
+    return Status(ENAMETOOLONG, "zfiled socket path '" + target.socket_path + "' is longer than " +
+                                    std::to_string(sizeof(addr.sun_path) - 1) +
+                                    " bytes, the most a Unix socket address holds");
+  }
+  std::memcpy(addr.sun_path, target.socket_path.data(), target.socket_path.size());
+  proto::UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return ErrnoStatus(errno, "creating a Unix socket");
+  int rc;
+  do {
+    rc = ::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    const int err = errno;
+    return Status(err, "cannot connect to zfiled at " + target.socket_path + ": " +
+                           std::strerror(err) + ConnectHint(err));
+  }
+  std::unique_ptr<Connection> conn(new Connection(target, std::move(sock)));
+  {
+    std::lock_guard<std::mutex> lock(conn->mu_);
+    ZF_RETURN_IF_ERROR(conn->Hello(shm_size));
+  }
+  return conn;
+}
+
+Status Connection::Hello(uint64_t shm_size) {
+  ZF_ASSIGN_OR_RETURN(proto::UniqueFd region, proto::CreateShmRegion(shm_size));
+  void* mem = ::mmap(nullptr, shm_size, PROT_READ | PROT_WRITE, MAP_SHARED, region.get(), 0);
+  if (mem == MAP_FAILED) return ErrnoStatus(errno, "mapping the shared-memory region");
+  shm_ = static_cast<uint8_t*>(mem);
+  shm_size_ = shm_size;
+
+  proto::HelloRequest hello;
+  hello.protocol_version = proto::kProtocolVersion;
+  hello.volume = target_.volume;
+  hello.shm_size = shm_size;
+  const int fds[] = {region.get()};
+  std::vector<proto::UniqueFd> received;
+  ZF_ASSIGN_OR_RETURN(proto::Reply any, RoundTrip(hello, fds, &received));
+  auto& reply = std::get<proto::HelloReply>(any);
+  Status refused = proto::StatusOf(reply);
+  if (!refused.ok()) {
+    return Status(refused.err(), "zfiled at " + target_.socket_path + " refused volume '" +
+                                     target_.volume + "': " + refused.message());
+  }
+  if (reply.protocol_version < 1 || reply.protocol_version > proto::kProtocolVersion) {
+    return Break(Status(EPROTO, "zfiled chose protocol version " +
+                                    std::to_string(reply.protocol_version) +
+                                    ", which this client does not speak"));
+  }
+  if (reply.shm_size != shm_size) {
+    return Break(Status(EPROTO, "zfiled accepted a shared-memory region of " +
+                                    std::to_string(reply.shm_size) + " bytes instead of the " +
+                                    std::to_string(shm_size) + " passed"));
+  }
+  if (reply.has_cache_fd) {
+    // The decoder checks views against cache_arena_size; make sure the
+    // descriptor really is that long, or a view could map past its end and
+    // fault (SIGBUS) when read.
+    struct stat st;
+    if (received.size() != 1 || ::fstat(received[0].get(), &st) != 0 ||
+        static_cast<uint64_t>(st.st_size) < reply.cache_arena_size) {
+      return Break(
+          Status(EPROTO, "zfiled's cache arena descriptor is missing or shorter than the " +
+                             std::to_string(reply.cache_arena_size) + " bytes announced"));
+    }
+    arena_ = std::move(received[0]);
+    limits_.cache_page_size = reply.cache_page_size;
+    limits_.cache_arena_size = reply.cache_arena_size;
+  }
+  hello_volume_ = reply.volume;
+  return Status::Ok();
+}
+
+Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::span<const int> fds,
+                                           std::vector<proto::UniqueFd>* fds_out) {
+  if (!broken_.ok()) return broken_;
+  const uint64_t id = next_request_id_++;
+  const proto::MessageType type = proto::TypeOf(request);
+  // A request the codec refuses (a path too long, ...) is the caller's
+  // error; nothing was sent, so the connection stays good.
+  ZF_ASSIGN_OR_RETURN(std::vector<uint8_t> frame, proto::EncodeRequest(id, request));
+  Status sent = proto::SendFrame(sock_.get(), frame, fds);
+  if (!sent.ok()) {
+    return Break(Status(sent.err() == EPIPE ? EPIPE : ECONNRESET,
+                        "zfiled went away (sending a " + std::string(proto::MessageTypeName(type)) +
+                            " request failed: " + sent.message() + ")"));
+  }
+  auto got = reader_.Read();
+  if (!got.ok()) {
+    const int err = got.status().err() == EPROTO ? EPROTO : ECONNRESET;
+    return Break(Status(err, "zfiled went away (waiting for the " +
+                                 std::string(proto::MessageTypeName(type)) +
+                                 " reply: " + got.status().message() + ")"));
+  }
+  if (!got->has_value()) {
+    return Break(Status(ECONNRESET, "zfiled went away (it closed the connection before the " +
+                                        std::string(proto::MessageTypeName(type)) + " reply)"));
+  }
+  proto::Frame& f = **got;
+  if (!f.header.reply || f.header.request_id != id || f.header.type != type) {
+    return Break(Status(EPROTO, "zfiled answered a " + std::string(proto::MessageTypeName(type)) +
+                                    " request (id " + std::to_string(id) + ") with a " +
+                                    f.header.Name() + " (id " +
+                                    std::to_string(f.header.request_id) + ")"));
+  }
+  auto reply = proto::DecodeReply(f.header, f.payload, limits_);
+  if (!reply.ok()) {
+    return Break(
+        Status(EPROTO, "zfiled sent a bad " + f.header.Name() + ": " + reply.status().message()));
+  }
+  if (fds_out != nullptr) *fds_out = std::move(f.fds);
+  return std::move(reply).value();
+}
+
+Status Connection::Break(Status why) {
+  // The first failure is reported as it is; what comes later says that the
+  // connection is gone and why, with the errno of a connection that is.
+  broken_ = Status(ECONNRESET, "zfiled went away: the connection to " + target_.socket_path +
+                                   " is broken (" + why.message() + ")");
+  broken_flag_.store(true, std::memory_order_release);
+  // Shut down rather than close: the descriptor number stays ours, so
+  // nothing else in the process can get it while reader_ still names it.
+  ::shutdown(sock_.get(), SHUT_RDWR);
+  return why;
+}
+
+}  // namespace zfile

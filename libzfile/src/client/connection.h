@@ -1,0 +1,119 @@
+// One session with zfiled: a Unix stream socket, the shared-memory region
+// passed at HELLO (bulk data), and the daemon's cache arena received in the
+// HELLO reply (mapped views).
+//
+// A Connection carries one request at a time: the caller holds mu() across
+// filling the region, Call(), and reading the region back, so that no other
+// request can reuse the region in between. The daemon keeps open files and
+// views per session, so whatever a connection opened must be used, closed
+// and unmapped through that same connection.
+//
+// Once the stream breaks (the daemon closed it, a send or receive failed,
+// or the daemon sent something the decoder refused) the connection is dead
+// for good: every later Call() fails with ECONNRESET saying "zfiled went
+// away" and why.
+#ifndef ZFILE_CLIENT_CONNECTION_H_
+#define ZFILE_CLIENT_CONNECTION_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "base/status.h"
+#include "client/client_uri.h"
+#include "protocol/framing.h"
+#include "protocol/messages.h"
+#include "protocol/unique_fd.h"
+
+namespace zfile {
+
+class Connection {
+ public:
+  // Connects to target.socket_path and opens a session on target.volume
+  // with a region of `shm_size` bytes. A daemon that is not there gives
+  // ENOENT or ECONNREFUSED (EACCES for a socket the user may not use) with
+  // the socket path in the message; the daemon's refusal of the HELLO (an
+  // unknown volume, ...) comes back as it sent it.
+  static Result<std::unique_ptr<Connection>> Open(const ClientTarget& target, uint64_t shm_size);
+
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  std::mutex& mu() { return mu_; }
+
+  // With mu() held: sends `request` and waits for its reply, of type R (the
+  // reply type of the request). The reply's own failure is its errno and
+  // message; a broken stream is ECONNRESET/EPIPE ("zfiled went away").
+  template <typename R>
+  Result<R> Call(const protocol::Request& request) {
+    ZF_ASSIGN_OR_RETURN(protocol::Reply reply, RoundTrip(request, {}, nullptr));
+    // RoundTrip checked that the reply's type is the request's.
+    R* typed = std::get_if<R>(&reply);
+    if (typed == nullptr) return Break(Status(EPROTO, "zfiled answered with another reply type"));
+    ZF_RETURN_IF_ERROR(protocol::StatusOf(*typed));
+    return std::move(*typed);
+  }
+
+  // The region, shm_size() bytes, read and written with mu() held.
+  uint8_t* shm() const { return shm_; }
+  uint64_t shm_size() const { return shm_size_; }
+
+  // The daemon's cache arena (-1 when it passed none: views then fail) and
+  // its page size.
+  int arena_fd() const { return arena_.get(); }
+  uint32_t cache_page_size() const { return limits_.cache_page_size; }
+
+  // The volume as the HELLO reply described it.
+  const protocol::VolumeInfo& hello_volume() const { return hello_volume_; }
+
+  // Whether the stream has broken (readable without mu()).
+  bool broken() const { return broken_flag_.load(std::memory_order_acquire); }
+
+  // How many open files and views use this connection; the volume opens
+  // new files on the least used one.
+  std::atomic<int>& pins() { return pins_; }
+
+  // With mu() held: marks the connection dead because of `why` (a reply
+  // that makes no sense, ...) and returns `why` for the caller to report.
+  Status Break(Status why);
+
+ private:
+  Connection(const ClientTarget& target, protocol::UniqueFd sock);
+
+  Status Hello(uint64_t shm_size);
+  // Sends `request` with `fds`, reads the reply, and checks that it answers
+  // the request (id and type). Descriptors that came with the reply go to
+  // `fds_out` (dropped when it is null).
+  Result<protocol::Reply> RoundTrip(const protocol::Request& request, std::span<const int> fds,
+                                    std::vector<protocol::UniqueFd>* fds_out);
+  const ClientTarget target_;
+  protocol::UniqueFd sock_;
+  protocol::FrameReader reader_;
+  std::mutex mu_;
+
+  // Guarded by mu_.
+  uint64_t next_request_id_ = 1;
+  Status broken_;
+  protocol::SessionLimits limits_;
+
+  std::atomic<bool> broken_flag_{false};
+  std::atomic<int> pins_{0};
+
+  // Set at HELLO, then read only.
+  uint8_t* shm_ = nullptr;
+  uint64_t shm_size_ = 0;
+  protocol::UniqueFd arena_;
+  protocol::VolumeInfo hello_volume_;
+};
+
+}  // namespace zfile
+
+#endif  // ZFILE_CLIENT_CONNECTION_H_
