@@ -73,8 +73,9 @@ TEST(ConfigExample, ParsesToWhatItsCommentsSay) {
   EXPECT_EQ(data.mount_options.errors, ErrorPolicy::kZoneRo);
   EXPECT_TRUE(data.mount_options.explicit_open);
   EXPECT_EQ(data.mount_options.cache.capacity_bytes, 256ull << 20);
-  ASSERT_TRUE(data.mount.has_value());
-  EXPECT_EQ(*data.mount, "/mnt/zfile/data");
+  // The example leaves its mount key commented out until the FUSE mount
+  // exists (zfiled refuses one); the parser's mount handling is tested below.
+  EXPECT_FALSE(data.mount.has_value());
 
   const VolumeConfig& smr = config->volumes[1];
   EXPECT_EQ(smr.name, "smr");
