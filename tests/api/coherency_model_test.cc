@@ -923,6 +923,8 @@ class CoherencyModel : public VolumeTest {
     ops /= 5;
 #endif
     if (GetParam().kind != "mem") ops /= 4;
+    // Through zfiled every operation is a round trip to another process.
+    if (GetParam().daemon) ops /= 5;
     return EnvU64("ZFILE_MODEL_OPS", ops);
   }
 

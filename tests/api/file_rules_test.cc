@@ -113,9 +113,9 @@ TEST_P(FileRules, OwnerAndModeComeFromTheSuperblockAndChangeInMemory) {
 TEST_P(FileRules, MountRejectsUnknownOptionsAndBadValues) {
   Unmount();
   EXPECT_EQ(Mount("errors=zone-ro,bogus"), -EINVAL);
-  EXPECT_NE(std::string(zfile_last_error()).find("bogus"), std::string::npos);
+  EXPECT_NE(MountError().find("bogus"), std::string::npos) << MountError();
   EXPECT_EQ(Mount("errors=sometimes"), -EINVAL);
-  EXPECT_NE(std::string(zfile_last_error()).find("errors"), std::string::npos);
+  EXPECT_NE(MountError().find("errors"), std::string::npos) << MountError();
   EXPECT_EQ(Mount("cache_size=12Q"), -EINVAL);
   EXPECT_EQ(vol_, nullptr);
   EXPECT_EQ(Mount("errors=repair,explicit-open,seq_buffered=reject,cache_size=16M"), 0)
@@ -135,7 +135,7 @@ TEST_P(FileRules, MountOfAnUnformattedDeviceSaysSo) {
   }
   int r = Mount();
   EXPECT_LT(r, 0);
-  EXPECT_NE(std::string(zfile_last_error()).find("mkfs"), std::string::npos) << zfile_last_error();
+  EXPECT_NE(MountError().find("mkfs"), std::string::npos) << MountError();
 }
 
 TEST_P(FileRules, ClientUrisNeedTheDaemon) {

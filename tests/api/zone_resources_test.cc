@@ -6,7 +6,6 @@
 #include <future>
 #include <thread>
 
-#include "api/zfile_internal.h"
 #include "device/zoned_device.h"
 #include "volume_fixture.h"
 
@@ -133,11 +132,11 @@ TEST_P(ZoneResourcesTest, ResetsRacingWithZoneClosingGiveNoSpuriousErrors) {
 
 TEST_P(ZoneResourcesTest, AFileTakenDownByThePolicyGivesBackItsOpenZone) {
   if (!emulated()) GTEST_SKIP() << "needs the emulated backends' fault injection";
-  MountOrDie("explicit-open,errors=zone-ro");
+  MountOrDie("explicit-open,errors=zone-ro",
+             MountFault(IoOp::kWrite, kFirstSeqZone * kZoneSize + kBlock));
   zfile_file* f = Open("seq/0", O_WRONLY | O_DIRECT);
   ASSERT_EQ(WritePattern(f, 0, kBlock, 1), ssize_t(kBlock));
-  InternalVolume(vol_)->device()->faults()->FailNextIo(IoOp::kWrite,
-                                                       kFirstSeqZone * kZoneSize + kBlock);
+  ArmFault(IoOp::kWrite, kFirstSeqZone * kZoneSize + kBlock);
   EXPECT_EQ(WritePattern(f, kBlock, kBlock, 1), -EIO);
   EXPECT_EQ(Info().open_zones, 0u);
   // All six open slots are usable by other files.
@@ -164,7 +163,8 @@ TEST_P(ZoneResourcesTest, ARefusedTruncatingOpenKeepsTheData) {
 
 TEST_P(ZoneResourcesTest, AReadErrorDoesNotFailAppendsInFlight) {
   if (!emulated()) GTEST_SKIP() << "needs the emulated backends' fault injection";
-  MountOrDie("errors=repair", "workers=2");
+  const std::string fault = MountFault(IoOp::kRead, kFirstSeqZone * kZoneSize);
+  MountOrDie("errors=repair", "workers=2" + (fault.empty() ? "" : "&" + fault));
   zfile_file* w = Open("seq/0", O_WRONLY | O_DIRECT);
   zfile_file* r = Open("seq/0", O_RDONLY | O_DIRECT);
   ASSERT_EQ(WritePattern(w, 0, kBlock, 1), ssize_t(kBlock));
@@ -186,7 +186,7 @@ TEST_P(ZoneResourcesTest, AReadErrorDoesNotFailAppendsInFlight) {
     });
   }
   while (done.load() < 200) std::this_thread::yield();
-  InternalVolume(vol_)->device()->faults()->FailNextIo(IoOp::kRead, kFirstSeqZone * kZoneSize);
+  ArmFault(IoOp::kRead, kFirstSeqZone * kZoneSize);
   auto buf = MakeBuf(kBlock);
   EXPECT_EQ(zfile_pread(r, buf.get(), kBlock, 0), -EIO);
   const int before = done.load();

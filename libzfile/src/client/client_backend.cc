@@ -361,10 +361,14 @@ class ClientVolume final : public VolBackend {
     std::lock_guard<std::mutex> lock(state_->mu);
     const int files = state_->files.load();
     const int views = state_->views.load();
+    // "still open", as the embedded engine's refusal (Volume::Unmount)
+    // says, so that callers find the same words in both modes.
     if (files > 0 || views > 0) {
-      return Status(EBUSY, "volume '" + state_->target.volume + "' of zfiled still has " +
-                               std::to_string(files) + " open file(s) and " +
-                               std::to_string(views) + " mapped view(s) in this process");
+      return Status(EBUSY, "volume '" + state_->target.volume +
+                               "' of zfiled: " + std::to_string(files) + " open file(s) and " +
+                               std::to_string(views) +
+                               " mapped view(s) still open in this process; close and unmap "
+                               "them before closing the volume");
     }
     // The daemon keeps the volume mounted; ending the sessions is all a
     // client's close does. Dirty data is the daemon's to write back.
