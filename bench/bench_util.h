@@ -1,9 +1,12 @@
-// Helpers shared by the file-layer benchmarks (file_bench, coherency_bench):
-// aligned buffers, the scratch devices of a run (one per backend), format
-// and mount, volume counters, and a reporter that keeps every run so a
-// summary of zfile/baseline ratios can be printed after them.
+// Helpers shared by the file-layer benchmarks (file_bench, coherency_bench,
+// client_bench): aligned buffers, the scratch devices of a run (one per
+// backend), format and mount, a zfiled process serving a scratch device,
+// volume counters, and a reporter that keeps every run so a summary of
+// zfile/baseline ratios can be printed after them.
 #ifndef ZFILE_BENCH_BENCH_UTIL_H_
 #define ZFILE_BENCH_BENCH_UTIL_H_
+
+#include <sys/types.h>
 
 #include <benchmark/benchmark.h>
 
@@ -50,17 +53,59 @@ class ScratchDevices {
   // Empty (after printing why) when the emu: device could not be created.
   const std::vector<BenchDevice>& devices() const { return devices_; }
 
+  // Another emu: device of the same geometry, in the subdirectory `name`
+  // (not added to devices()): for a second process, since an emu: device
+  // is opened by one process at a time.
+  Result<BenchDevice> AddEmu(const std::string& name);
+
+  // The run's directory (removed on destruction); empty if it could not be
+  // created.
+  const std::string& dir() const { return dir_; }
+
  private:
   std::string dir_;
+  std::string geometry_;
   std::vector<BenchDevice> devices_;
 };
 
 // false (and the benchmark skipped with the reason) unless `s` is OK.
 bool Check(const Status& s, benchmark::State& state);
 
+// Formats the device at `uri` afresh (mkfs --force).
+Status FormatDevice(const std::string& uri);
+
 // Formats the device afresh and mounts it with `options` (may be null);
 // nullptr (and the benchmark skipped with the reason) on failure.
 zfile_vol* FormatAndMount(const BenchDevice& bd, const char* options, benchmark::State& state);
+
+// A zfiled process serving one device as volume "bench" on a socket in a
+// scratch directory; its log goes to a file beside the socket. Stopped
+// (SIGTERM, then SIGKILL after 10 s) on destruction.
+class Zfiled {
+ public:
+  // Runs `binary` --device `device_uri` and waits (up to 10 s) until a
+  // client can open the volume. The device must be formatted already.
+  static Result<std::unique_ptr<Zfiled>> Start(const std::string& binary,
+                                               const std::string& device_uri,
+                                               const std::string& dir);
+  ~Zfiled();
+  Zfiled(const Zfiled&) = delete;
+  Zfiled& operator=(const Zfiled&) = delete;
+
+  // What zfile_vol_open takes to reach the volume (with options "").
+  const std::string& client_uri() const { return client_uri_; }
+  const std::string& device_uri() const { return device_uri_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  Zfiled() = default;
+  void Stop();
+
+  pid_t pid_ = -1;
+  std::string device_uri_;
+  std::string client_uri_;
+  std::string log_path_;
+};
 
 // One counter of zfile_vol_stats (e.g. "device_write_bytes"); 0 if absent.
 uint64_t VolStat(zfile_vol* vol, std::string_view key);
@@ -70,6 +115,15 @@ uint64_t VolStat(zfile_vol* vol, std::string_view key);
 // "median" aggregate stands for them).
 class RecordingReporter : public benchmark::ConsoleReporter {
  public:
+  // Colours only on a terminal, so that saved output stays readable.
+  RecordingReporter();
+
+  // Called on each run before it is printed and kept, with the runs kept so
+  // far: lets a run carry counters derived from an earlier one (a ratio to
+  // its baseline) in the console output.
+  using Annotate = std::function<void(Run* run, const RecordingReporter& so_far)>;
+  void set_annotate(Annotate annotate) { annotate_ = std::move(annotate); }
+
   void ReportRuns(const std::vector<Run>& runs) override;
 
   // The run registered as `name`, or null when it did not run or failed.
@@ -84,12 +138,15 @@ class RecordingReporter : public benchmark::ConsoleReporter {
 
  private:
   std::map<std::string, Run> runs_;
+  Annotate annotate_;
 };
 
 // Initialises Google Benchmark with the command line, runs what was
-// registered through a RecordingReporter, then calls `summary` with it.
+// registered through a RecordingReporter (with `annotate`, if any), then
+// calls `summary` with it.
 void RunAndSummarize(int argc, char** argv,
-                     const std::function<void(const RecordingReporter&)>& summary);
+                     const std::function<void(const RecordingReporter&)>& summary,
+                     RecordingReporter::Annotate annotate = nullptr);
 
 }  // namespace zfile::bench
 
