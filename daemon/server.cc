@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,8 +11,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -77,30 +79,44 @@ Result<PeerCred> PeerCredOf(int sock) {
   peer.uid = cred.uid;
   peer.gid = cred.gid;
   peer.groups.push_back(cred.gid);
-  // The kernel does not tell us the peer's supplementary groups; the group
-  // database's view of its uid is what a file server (NFS's AUTH_SYS
-  // mapping, for one) uses instead.
-  std::vector<char> buf(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  if (getpwuid_r(cred.uid, &entry, buf.data(), buf.size(), &found) == 0 && found != nullptr) {
-    int n = 64;
-    std::vector<gid_t> groups(n);
-    if (getgrouplist(found->pw_name, found->pw_gid, groups.data(), &n) < 0) {
-      groups.resize(n);
-      if (getgrouplist(found->pw_name, found->pw_gid, groups.data(), &n) < 0) n = 0;
+  // The peer's own supplementary groups, as they were at connect(): what
+  // the kernel would check for its own accesses. ERANGE says how much room
+  // they need (the list can change between calls, hence the loop).
+  std::vector<gid_t> groups(64);
+  while (true) {
+    socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) == 0) {
+      groups.resize(glen / sizeof(gid_t));
+      break;
     }
-    groups.resize(n);
-    for (gid_t g : groups) {
-      if (std::find(peer.groups.begin(), peer.groups.end(), g) == peer.groups.end()) {
-        peer.groups.push_back(g);
-      }
+    if (errno != ERANGE || glen / sizeof(gid_t) <= groups.size()) {
+      return ErrnoStatus(errno, "SO_PEERGROUPS");
+    }
+    groups.resize(glen / sizeof(gid_t));
+  }
+  for (gid_t g : groups) {
+    if (std::find(peer.groups.begin(), peer.groups.end(), g) == peer.groups.end()) {
+      peer.groups.push_back(g);
     }
   }
   return peer;
 }
 
-Server::Server(SessionBounds bounds) : bounds_(bounds) {}
+Server::Server(SessionBounds bounds) : bounds_(bounds), euid_(geteuid()) {}
+
+Result<const protocol::UniqueFd*> Server::ArenaFor(const ServedVolume& vol,
+                                                   const PeerCred& peer) const {
+  if (!vol.arena_ro.valid()) {
+    return Status(EOPNOTSUPP, "volume '" + vol.name + "': its cache cannot be shared with clients");
+  }
+  if (peer.uid != 0 && peer.uid != euid_) {
+    return Status(EACCES, "mapped views through zfiled need root or the daemon's uid (" +
+                              std::to_string(euid_) + "; this client is uid " +
+                              std::to_string(peer.uid) +
+                              "): a view maps the volume's whole cache arena");
+  }
+  return &vol.arena_ro;
+}
 
 Result<std::unique_ptr<Server>> Server::Start(const DaemonConfig& config, SessionBounds bounds) {
   std::unique_ptr<Server> server(new Server(bounds));
@@ -227,11 +243,36 @@ void Server::AcceptLoop() {
                  sessions_.size());
       continue;
     }
+    if (peer->uid != 0) {
+      // Sessions that have ended but are not reaped yet do not count.
+      const size_t of_uid =
+          std::count_if(sessions_.begin(), sessions_.end(),
+                        [&](const Running& r) { return r.uid == peer->uid && !r.session->done(); });
+      if (of_uid >= bounds_.max_sessions_per_uid) {
+        // The protocol has no message before HELLO, so the client learns
+        // only that the connection closed; the log says why.
+        Log().warn("refusing pid {} uid {}: uid {} has {} clients connected, the limit per uid",
+                   peer->pid, peer->uid, peer->uid, of_uid);
+        continue;
+      }
+    }
     Running& running = sessions_.emplace_back();
+    running.sock = conn.get();
+    running.uid = peer->uid;
+    running.pid = peer->pid;
+    const pid_t pid = peer->pid;
+    const uid_t uid = peer->uid;
     running.session =
         std::make_unique<Session>(this, next_session_id_++, std::move(conn), std::move(*peer));
     Session* session = running.session.get();
-    running.thread = std::thread([session] { session->Run(); });
+    try {
+      running.thread = std::thread([session] { session->Run(); });
+    } catch (const std::system_error& e) {
+      // Out of threads (or memory for one): this client is refused, the
+      // others carry on. Destroying the session closes its socket.
+      Log().warn("refusing pid {} uid {}: cannot start a thread for it: {}", pid, uid, e.what());
+      sessions_.pop_back();
+    }
   }
 }
 
@@ -276,24 +317,75 @@ Status Server::Stop() {
     (void)ignored;
   }
   if (accept_thread_.joinable()) accept_thread_.join();
-  // No new sessions now. Each running one answers the request it is
-  // serving, then sees end of file and releases what its client held.
+  // 1. Nobody new: a client connecting from now on is refused at once
+  // rather than left in the backlog of a daemon that will never accept it.
+  if (listen_fd_.valid()) {
+    listen_fd_.Reset();
+    unlink(socket_path_.c_str());
+  }
   std::list<Running> sessions;
   {
     std::lock_guard<std::mutex> lock(mu_);
     sessions.swap(sessions_);
   }
+  // 2. Dirty data to the devices now, while sessions may still run: a
+  // session that never ends must not cost the data its client wrote.
+  Status first;
+  for (auto& v : volumes_) {
+    Status s = v->volume->Sync();
+    if (!s.ok()) {
+      Log().error("volume '{}': writing back dirty data: {}", v->name, s.ToString());
+      if (first.ok()) first = s.WithContext("volume '" + v->name + "'");
+    }
+  }
+  // 3. End the sessions. Shutting down reads lets each answer the request
+  // it is serving and then see end of file; after a grace, shutting down
+  // writes too frees a session blocked sending to a client that does not
+  // read its replies.
   if (!sessions.empty()) Log().info("closing {} client sessions", sessions.size());
-  for (Running& r : sessions) r.session->Interrupt();
+  for (Running& r : sessions) shutdown(r.sock, SHUT_RD);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(bounds_.stop_timeout_ms);
+  const auto grace =
+      start + std::chrono::milliseconds(std::min<uint32_t>(1000, bounds_.stop_timeout_ms / 4));
+  bool shut_down_writes = false;
+  while (true) {
+    const bool all_done = std::all_of(sessions.begin(), sessions.end(),
+                                      [](const Running& r) { return r.session->done(); });
+    const auto now = std::chrono::steady_clock::now();
+    if (all_done || now >= deadline) break;
+    if (!shut_down_writes && now >= grace) {
+      for (Running& r : sessions) shutdown(r.sock, SHUT_RDWR);
+      shut_down_writes = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  size_t stuck = 0;
   for (Running& r : sessions) {
-    if (r.thread.joinable()) r.thread.join();
+    if (r.session->done()) {
+      if (r.thread.joinable()) r.thread.join();
+      continue;
+    }
+    ++stuck;
+    Log().error(
+        "a session of pid {} uid {} is still running {} ms after shutdown began; "
+        "abandoning it",
+        r.pid, r.uid, bounds_.stop_timeout_ms);
+    // It may be inside the engine: neither it nor the volumes can be
+    // destroyed under it. Leaked on purpose; the process is about to end.
+    r.thread.detach();
+    (void)r.session.release();
   }
   sessions.clear();
-  if (listen_fd_.valid()) {
-    listen_fd_.Reset();
-    unlink(socket_path_.c_str());
+  if (stuck > 0) {
+    abandoned_ = true;
+    for (auto& v : volumes_) (void)v.release();
+    volumes_.clear();
+    return Status(EBUSY, std::to_string(stuck) +
+                             " client sessions did not end in time; dirty data was written "
+                             "back but the volumes were left mounted");
   }
-  Status first;
+  // 4. Unmount: write back what was dirtied since the sync, close zones.
   for (auto& v : volumes_) {
     Status s = v->volume->Unmount();
     if (s.ok()) {

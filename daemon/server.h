@@ -38,25 +38,49 @@
 namespace zfile::daemon {
 
 // Per-session bounds, so that one client cannot exhaust the daemon's
-// descriptors, memory or cache pins.
+// descriptors, memory or cache pins, and one user cannot lock the others
+// out. Tests set small values.
 struct SessionBounds {
   uint32_t max_handles = 4096;  // open files (EMFILE beyond)
   uint32_t max_views = 1024;    // mapped views (ENOMEM beyond)
   // Connected clients; beyond it a new connection is closed at once, so
   // that clients which connect and idle cannot use up the threads.
   uint32_t max_sessions = 1024;
+  // Connected clients of one uid (root's are not counted): beyond it the
+  // uid's new connections are closed at once (logged at warn), so that one
+  // user's idle connections cannot take every one of max_sessions.
+  uint32_t max_sessions_per_uid = 64;
+  // A client that has not completed HELLO this long after connecting is
+  // dropped (0: never), so that an idle connection costs a slot only
+  // briefly. Enforced by the session (SO_RCVTIMEO until HELLO).
+  uint32_t hello_timeout_ms = 5000;
   // A client that does not read its replies for this long is dropped.
   uint32_t send_timeout_ms = 10000;
+  // How long Stop waits for the sessions to end once their sockets are
+  // shut down; sessions still running then are stuck (in the engine: a
+  // hung device) and are abandoned, see Stop.
+  uint32_t stop_timeout_ms = 10000;
 };
 
 // A mounted volume as the server serves it.
 struct ServedVolume {
   std::string name;
   std::unique_ptr<Volume> volume;
-  // The cache arena reopened read-only: what clients get at HELLO, so that
-  // a client can map cache pages but never write them. Invalid when the
+  // The cache arena reopened read-only: what the clients that ArenaFor
+  // allows get at HELLO, so that they can map cache pages but never write
+  // them (the arena's file is mode 0600 and size-sealed, so the descriptor
+  // cannot be reopened writable by anyone else either). Invalid when the
   // cache has no arena descriptor (MAP then fails with EOPNOTSUPP).
   protocol::UniqueFd arena_ro;
+};
+
+// What the peer is: SO_PEERCRED and SO_PEERGROUPS, the credentials of the
+// process as they were when it connected.
+struct PeerCred {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups, gid included
 };
 
 class Session;
@@ -75,12 +99,41 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Stops accepting, lets each session finish the request it is serving,
-  // ends every session (closing its handles, releasing its views), then
-  // unmounts the volumes (writing back dirty data, closing zones). The
-  // first unmount error is returned; the others are logged.
+  // Shuts down in the order that keeps data and new clients safe:
+  //  1. stops accepting: the listening socket is closed and its file
+  //     removed, so that a client connecting now fails at once
+  //     (ENOENT/ECONNREFUSED) instead of hanging in the backlog;
+  //  2. writes back every volume's dirty data (Sync) while sessions may
+  //     still be running, so that a stuck session cannot lose it;
+  //  3. ends the sessions: each answers the request it is serving (reads
+  //     are shut down), then, after a short grace, the sockets are shut
+  //     down both ways so that a session blocked sending to a client that
+  //     does not read gives up; sessions are joined for up to
+  //     bounds.stop_timeout_ms;
+  //  4. unmounts the volumes (writing back what was dirtied since 2, and
+  //     closing zones).
+  // The first error is returned; the others are logged. If sessions are
+  // still running at the deadline, they are logged, abandoned (their
+  // threads detached, and they and the volumes deliberately leaked, since
+  // they may be inside the engine), and EBUSY is returned: the caller must
+  // then end the process without running destructors (_exit); see
+  // abandoned_sessions().
   Status Stop();
+  // Whether Stop abandoned sessions that did not end in time.
+  bool abandoned_sessions() const { return abandoned_; }
 
+  // The cache arena descriptor that the session of `peer` on `vol` gets at
+  // HELLO, or why it gets none (MAP then fails with that error):
+  //  - EOPNOTSUPP when the volume's cache has no shareable descriptor;
+  //  - EACCES unless the peer is root or the daemon's own effective uid:
+  //    the arena holds the cached pages of every file of the volume,
+  //    whatever their permissions, and a mapping of it cannot be narrowed
+  //    to the files the peer may read. Those peers can already read every
+  //    file (root) or the daemon's memory (its own uid).
+  // The same answer for the same (vol, peer) for the server's life.
+  Result<const protocol::UniqueFd*> ArenaFor(const ServedVolume& vol, const PeerCred& peer) const;
+
+  const SessionBounds& bounds() const { return bounds_; }
   size_t clients() const;
   size_t volumes() const { return volumes_.size(); }
   const std::string& socket_path() const { return socket_path_; }
@@ -98,6 +151,7 @@ class Server {
   friend class Session;
 
   const SessionBounds bounds_;
+  const uid_t euid_;  // the daemon's; its peers may map the cache arena
   std::vector<std::unique_ptr<ServedVolume>> volumes_;
   std::string socket_path_;
   protocol::UniqueFd listen_fd_;
@@ -105,22 +159,20 @@ class Server {
   std::thread accept_thread_;
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
+  bool abandoned_ = false;  // see Stop
 
   struct Running {
     std::unique_ptr<Session> session;
     std::thread thread;
+    // The session's socket, owned by the session and open until it is
+    // destroyed (so usable while this entry exists): Stop shuts it down.
+    int sock = -1;
+    uid_t uid = 0;
+    pid_t pid = 0;
   };
   mutable std::mutex mu_;
   std::list<Running> sessions_;  // guarded by mu_
   uint64_t next_session_id_ = 1;
-};
-
-// What the peer is, from SO_PEERCRED and the group database.
-struct PeerCred {
-  pid_t pid = 0;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary groups, gid included
 };
 
 // Whether `peer` may access a file of `mode` owned by uid:gid for `want`
@@ -129,7 +181,10 @@ struct PeerCred {
 // the owner, the group's bits to members, the others' bits to the rest.
 bool MayAccess(const PeerCred& peer, uint32_t mode, uint32_t uid, uint32_t gid, uint32_t want);
 
-// SO_PEERCRED of a connected Unix socket, plus the peer uid's groups.
+// SO_PEERCRED of a connected Unix socket, plus the peer's own supplementary
+// groups (SO_PEERGROUPS), as the kernel would use them for the peer's own
+// accesses; never the group database's idea of its uid, which a process
+// can have dropped groups from (setgroups) or added to (newgrp).
 Result<PeerCred> PeerCredOf(int sock);
 
 }  // namespace zfile::daemon

@@ -21,31 +21,9 @@ namespace {
 using protocol::Reply;
 using protocol::Request;
 
-// zfile_file_type and zfile_zone_cond values (zfile.h), which the wire
-// carries as numbers.
+// zfile_file_type values (zfile.h), which the wire carries as numbers; zone
+// conditions travel as their kernel values (KernelCondition).
 constexpr uint32_t kTypeCnv = 1, kTypeSeq = 2, kTypeDir = 3;
-
-uint32_t CondValue(ZoneCondition cond) {
-  switch (cond) {
-    case ZoneCondition::kNotWp:
-      return 0x0;
-    case ZoneCondition::kEmpty:
-      return 0x1;
-    case ZoneCondition::kImplicitOpen:
-      return 0x2;
-    case ZoneCondition::kExplicitOpen:
-      return 0x3;
-    case ZoneCondition::kClosed:
-      return 0x4;
-    case ZoneCondition::kReadOnly:
-      return 0xD;
-    case ZoneCondition::kFull:
-      return 0xE;
-    case ZoneCondition::kOffline:
-      return 0xF;
-  }
-  return 0x0;
-}
 
 protocol::StatInfo ToWire(const FileStat& st) {
   protocol::StatInfo out;
@@ -60,7 +38,7 @@ protocol::StatInfo ToWire(const FileStat& st) {
   out.uid = st.uid;
   out.gid = st.gid;
   out.type = S_ISDIR(st.mode) ? kTypeDir : st.kind == FileKind::kSequential ? kTypeSeq : kTypeCnv;
-  out.cond = CondValue(st.cond);
+  out.cond = KernelCondition(st.cond);
   return out;
 }
 
@@ -122,6 +100,16 @@ Session::Session(Server* server, uint64_t id, protocol::UniqueFd sock, PeerCred 
   if (setsockopt(sock_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
     Log().warn("session {}: SO_SNDTIMEO: {}", id_, ErrnoName(errno));
   }
+  // Until HELLO, a client that sends nothing for hello_timeout_ms is
+  // dropped (the read times out): idle connections must not hold slots.
+  // Cleared once HELLO is done.
+  const uint32_t hello_ms = server_->bounds_.hello_timeout_ms;
+  timeval hello_tv{};
+  hello_tv.tv_sec = hello_ms / 1000;
+  hello_tv.tv_usec = (hello_ms % 1000) * 1000;
+  if (setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &hello_tv, sizeof(hello_tv)) != 0) {
+    Log().warn("session {}: SO_RCVTIMEO: {}", id_, ErrnoName(errno));
+  }
 }
 
 Session::~Session() {
@@ -142,7 +130,10 @@ void Session::Run() {
   while (true) {
     Result<std::optional<protocol::Frame>> got = reader.Read();
     if (!got.ok()) {
-      why = "dropped: " + got.status().ToString();
+      why = got.status().err() == EAGAIN && vol_ == nullptr
+                ? "dropped: no HELLO within " + std::to_string(server_->bounds_.hello_timeout_ms) +
+                      " ms"
+                : "dropped: " + got.status().ToString();
       break;
     }
     if (!got->has_value()) break;
@@ -187,6 +178,14 @@ void Session::Run() {
       why = "HELLO refused: " + protocol::ResultOf(reply).message;
       break;
     }
+    if (hello) {
+      // Past HELLO a client may idle as long as it likes.
+      timeval none{};
+      if (setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)) != 0) {
+        why = "dropped: clearing SO_RCVTIMEO: " + ErrnoName(errno);
+        break;
+      }
+    }
   }
   // A client that merely left is routine; one that was dropped is worth a
   // warning, since it is either broken or hostile.
@@ -230,7 +229,9 @@ Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::Un
   reply.protocol_version = std::min<uint32_t>(req.protocol_version, protocol::kProtocolVersion);
   reply.shm_size = req.shm_size;
   limits_.shm_size = req.shm_size;
-  if (vol->arena_ro.valid()) {
+  // Only peers that may read every file get the arena (Server::ArenaFor);
+  // the others' MAP fails with its reason.
+  if (server_->ArenaFor(*vol, peer_).ok()) {
     reply.has_cache_fd = true;
     reply.cache_page_size = vol->volume->cache().options().page_size;
     reply.cache_arena_size = vol->volume->cache().arena_size();
@@ -294,9 +295,8 @@ Reply Session::Map(const protocol::MapRequest& req) {
   using R = protocol::MapReply;
   FileHandle* handle = HandleOf(req.handle);
   if (handle == nullptr) return protocol::ErrorReply<R>(NoHandle(req.handle));
-  if (!vol_->arena_ro.valid()) {
-    return protocol::ErrorReply<R>(
-        Status(EOPNOTSUPP, "this volume's cache cannot be shared with clients"));
+  if (Result<const protocol::UniqueFd*> arena = server_->ArenaFor(*vol_, peer_); !arena.ok()) {
+    return protocol::ErrorReply<R>(arena.status());
   }
   if (views_.size() >= server_->bounds_.max_views) {
     return protocol::ErrorReply<R>(Status(

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -34,6 +36,7 @@
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "protocol/shm_region.h"
+#include "zfile/zfile.h"
 
 namespace zfile::daemon {
 namespace {
@@ -164,6 +167,89 @@ void Fill(uint8_t* buf, size_t len, uint32_t seed) {
   for (size_t i = 0; i < len; ++i) buf[i] = static_cast<uint8_t>((i * 131 + seed * 7 + i / 4096));
 }
 
+// `request` encoded, then its header made to lie: payload_size grown or
+// shrunk by `payload_delta`, fd_count set to `fd_count` (unless < 0).
+std::vector<uint8_t> Forged(const p::Request& request, int payload_delta, int fd_count = -1) {
+  Result<std::vector<uint8_t>> frame = p::EncodeRequest(7, request);
+  EXPECT_TRUE(frame.ok());
+  std::vector<uint8_t> bytes = std::move(*frame);
+  uint32_t size;
+  std::memcpy(&size, bytes.data() + 16, 4);  // little-endian, as the host
+  size = static_cast<uint32_t>(static_cast<int64_t>(size) + payload_delta);
+  std::memcpy(bytes.data() + 16, &size, 4);
+  if (fd_count >= 0) bytes[22] = static_cast<uint8_t>(fd_count);
+  return bytes;
+}
+
+// One sendmsg of `bytes` with `fds`, unchecked (SendFrame refuses frames
+// whose header disagrees with the descriptors, which is the point here).
+bool SendRaw(int sock, std::span<const uint8_t> bytes, std::span<const int> fds = {}) {
+  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * 8)] = {};
+  if (!fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  return sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+}
+
+// The number of descriptors `pid` has open.
+size_t OpenFds(pid_t pid) {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// Runs `body` in a child with credentials uid:gid and exactly the
+// supplementary groups `groups`; its exit code (100: could not switch, -1:
+// did not exit).
+int RunAs(uid_t uid, gid_t gid, const std::vector<gid_t>& groups,
+          const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(groups.size(), groups.data()) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+      _exit(100);
+    }
+    _exit(body());
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int AsNobody(const std::function<int()>& body) { return RunAs(65534, 65534, {}, body); }
+
+// A client that sends VOL_STATS requests without ever reading the replies,
+// until its socket takes no more (non-blocking): the daemon's session is
+// then blocked sending a reply. How many it sent.
+size_t Flood(RawClient& c) {
+  Result<std::vector<uint8_t>> frame = p::EncodeRequest(1, p::VolStatsRequest{});
+  EXPECT_TRUE(frame.ok());
+  size_t sent = 0;
+  for (size_t i = 0; i < 200000; ++i) {
+    ssize_t n = send(c.sock(), frame->data(), frame->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n != static_cast<ssize_t>(frame->size())) {
+      // A partial frame is fine: the daemon is past reading by now.
+      if (n > 0) ++sent;
+      break;
+    }
+    ++sent;
+  }
+  return sent;
+}
+
 class ZfiledTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -243,10 +329,12 @@ class ZfiledTest : public ::testing::Test {
 
   // SIGTERM, then the exit status (-1 unless it exited).
   int Terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
+    int status = exit_status_;
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
 
@@ -257,9 +345,65 @@ class ZfiledTest : public ::testing::Test {
     return ss.str();
   }
 
+  // A configuration with the socket open to everyone (mode 0666), so that
+  // tests can connect as another user, and `volumes` as (name, device).
+  std::string WriteConfig(const std::vector<std::pair<std::string, std::string>>& volumes = {}) {
+    std::string config = dir_ + "/zfiled.yaml";
+    std::ofstream out(config);
+    out << "socket: {path: " << socket_ << ", mode: \"0666\"}\nvolumes:\n";
+    if (volumes.empty()) out << "  - {name: default, device: " << device_ << "}\n";
+    for (const auto& [name, device] : volumes) {
+      out << "  - {name: " << name << ", device: " << device << "}\n";
+    }
+    return config;
+  }
+
+  // A second formatted emu device; its URI.
+  std::string MakeDevice(const std::string& name) {
+    auto uri = Uri::Parse(std::string("emu:?") + kGeometry);
+    EmulatedGeometry g;
+    EXPECT_TRUE(g.ReadFromUri(*uri).ok());
+    EXPECT_TRUE(CreateEmuDevice(dir_ + "/" + name, g).ok());
+    auto dev = OpenDevice("emu:" + dir_ + "/" + name);
+    EXPECT_TRUE(dev.ok());
+    EXPECT_TRUE(Mkfs(dev->get(), MkfsOptions{}).ok());
+    return "emu:" + dir_ + "/" + name;
+  }
+
+  // `len` bytes of `path` at `off`, read from the device directly (the
+  // daemon must have exited).
+  std::vector<uint8_t> ReadBack(const std::string& path, uint64_t off, size_t len) {
+    std::vector<uint8_t> got(len);
+    auto dev = OpenDevice(device_);
+    EXPECT_TRUE(dev.ok()) << dev.status().ToString();
+    if (!dev.ok()) return {};
+    auto vol = Volume::Mount(std::move(*dev), MountOptions{});
+    EXPECT_TRUE(vol.ok()) << vol.status().ToString();
+    if (!vol.ok()) return {};
+    auto f = (*vol)->Open(path, O_RDONLY | O_DIRECT);
+    EXPECT_TRUE(f.ok());
+    if (!f.ok()) return {};
+    auto n = (*f)->PRead(got.data(), got.size(), off, 0);
+    EXPECT_TRUE(n.ok());
+    if (!n.ok()) return {};
+    got.resize(*n);
+    return got;
+  }
+
+  // Whether the daemon is still running (has not exited).
+  bool Running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == 0) return true;
+    pid_ = -1;
+    exit_status_ = status;
+    return false;
+  }
+
   std::string dir_, device_, socket_, notify_path_, log_, notes_;
   UniqueFd notify_;
   pid_t pid_ = -1;
+  int exit_status_ = 0;  // once Running() found the daemon gone
 };
 
 TEST_F(ZfiledTest, WriteReadMapThroughSharedMemory) {
@@ -580,6 +724,600 @@ TEST_F(ZfiledTest, PermissionsFromPeerCredentials) {
   ASSERT_EQ(p::ResultOf(root.Call(ch)).result, 0);
   EXPECT_EQ(AsNobody(socket_, "seq/4"), 0) << Log();
   EXPECT_EQ(Terminate(), 0);
+}
+
+// --- The cache arena (P0: arena writable and exposed to everyone) ----------
+
+// The arena descriptor a client gets cannot be turned into a writable one,
+// and its size cannot change: reopening it through /proc needs the
+// daemon's uid (mode 0600), and even root's writable reopen cannot shrink
+// it (F_SEAL_SHRINK), which would SIGBUS the daemon.
+TEST_F(ZfiledTest, ArenaCannotBeReopenedWritableNorResized) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  Start({"--config", WriteConfig()});
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  p::HelloReply hello = c.Hello();
+  ASSERT_EQ(hello.result, 0) << hello.message;
+  ASSERT_GE(c.arena(), 0);
+  struct stat st {};
+  ASSERT_EQ(fstat(c.arena(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), hello.cache_arena_size);
+  const int seals = fcntl(c.arena(), F_GET_SEALS);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_NE(ftruncate(c.arena(), 0), 0);
+  const std::string proc = "/proc/self/fd/" + std::to_string(c.arena());
+  // Another user holding the descriptor (say, passed on by root's client).
+  EXPECT_EQ(AsNobody([&] {
+              if (open(proc.c_str(), O_RDWR) >= 0) return 1;
+              if (errno != EACCES) return 2;
+              if (ftruncate(c.arena(), 0) == 0) return 3;
+              return 0;
+            }),
+            0);
+  // Root may reopen it writable, but not resize it or lift the seals.
+  {
+    UniqueFd rw(open(proc.c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(rw.valid()) << ErrnoName(errno);
+    EXPECT_NE(ftruncate(rw.get(), 0), 0);
+    EXPECT_EQ(errno, EPERM);
+    EXPECT_NE(ftruncate(rw.get(), static_cast<off_t>(hello.cache_arena_size) * 2), 0);
+    EXPECT_NE(fcntl(rw.get(), F_ADD_SEALS, F_SEAL_WRITE), 0);
+  }
+  // The daemon is unharmed: it still serves, cache pages and all.
+  uint64_t h = c.Open("cnv/0", O_RDWR);
+  Fill(c.shm(), 8192, 5);
+  p::PwriteRequest w{.handle = h, .offset = 0, .length = 8192, .rwf = 0, .shm_offset = 0};
+  ASSERT_EQ(p::ResultOf(c.Call(w)).result, 8192);
+  p::PreadRequest r{.handle = h, .offset = 0, .length = 8192, .rwf = 0, .shm_offset = 8192};
+  ASSERT_EQ(p::ResultOf(c.Call(r)).result, 8192);
+  EXPECT_EQ(std::memcmp(c.shm(), c.shm() + 8192, 8192), 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// The arena holds every cached page of the volume: only root and the
+// daemon's own uid get it; anyone else's MAP fails, in words, through the
+// protocol and through zfile_map in client mode.
+TEST_F(ZfiledTest, ArenaOnlyForRootOrTheDaemonsUid) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  Start({"--config", WriteConfig()});
+  RawClient root;
+  ASSERT_TRUE(root.Connect(socket_));
+  ASSERT_EQ(root.Hello().result, 0);
+  ASSERT_GE(root.arena(), 0);
+  // A secret in root's 0640 file, and a file that everyone may read.
+  uint64_t secret = root.Open("cnv/0", O_RDWR);
+  std::memset(root.shm(), 0, 4096);
+  std::strcpy(reinterpret_cast<char*>(root.shm()), "TOP-SECRET-root-only");
+  p::PwriteRequest w{.handle = secret, .offset = 0, .length = 4096, .rwf = 0, .shm_offset = 0};
+  ASSERT_EQ(p::ResultOf(root.Call(w)).result, 4096);
+  ASSERT_EQ(p::ResultOf(root.Call(p::ChmodRequest{.path = "seq/5", .mode = 0644})).result, 0);
+  uint64_t pub = root.Open("seq/5", O_RDWR);
+  Fill(root.shm(), 4096, 6);
+  p::AppendRequest a{.handle = pub, .length = 4096, .shm_offset = 0};
+  ASSERT_EQ(p::ResultOf(root.Call(a)).result, 4096);
+
+  const std::string socket = socket_;
+  EXPECT_EQ(AsNobody([&] {
+              RawClient c;
+              if (!c.Connect(socket)) return 10;
+              p::HelloReply hello = c.Hello();
+              if (hello.result != 0) return 11;
+              if (hello.has_cache_fd || c.arena() >= 0) return 12;
+              p::OpenRequest o;
+              o.path = "seq/5";
+              o.flags = O_RDONLY;
+              auto opened = std::get<p::OpenReply>(c.Call(o));
+              if (opened.result < 0) return 13;
+              // Reading what it may read still works, through its region.
+              p::PreadRequest r{
+                  .handle = opened.handle, .offset = 0, .length = 4096, .rwf = 0, .shm_offset = 0};
+              if (p::ResultOf(c.Call(r)).result != 4096) return 14;
+              auto map = std::get<p::MapReply>(
+                  c.Call(p::MapRequest{.handle = opened.handle, .offset = 0, .length = 4096}));
+              if (map.result != -EACCES) return 15;
+              if (map.message.find("need root or the daemon's uid") == std::string::npos) {
+                return 16;
+              }
+              return 0;
+            }),
+            0)
+      << Log();
+  // The same through the C API in client mode.
+  const std::string uri = "unix:" + socket_ + "?volume=default";
+  EXPECT_EQ(AsNobody([&] {
+              zfile_vol* vol = nullptr;
+              if (zfile_vol_open(uri.c_str(), nullptr, &vol) != 0) return 20;
+              zfile_file* f = nullptr;
+              if (zfile_open(vol, "seq/5", O_RDONLY, &f) != 0) return 21;
+              char buf[4096];
+              if (zfile_pread2(f, buf, sizeof(buf), 0, 0) != 4096) return 22;
+              const void* addr = nullptr;
+              zfile_view* view = nullptr;
+              if (zfile_map(f, 0, 4096, &addr, &view) != -EACCES) return 23;
+              const std::string why = zfile_last_error();
+              if (why.find("need root or the daemon's uid") == std::string::npos) {
+                fprintf(stderr, "zfile_map said: %s\n", why.c_str());
+                return 24;
+              }
+              zfile_close(f);
+              zfile_vol_close(vol);
+              return 0;
+            }),
+            0)
+      << Log();
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// --- Credentials (P1: groups from the group database) -----------------------
+
+// Group access follows the peer process's own supplementary groups
+// (SO_PEERGROUPS), whatever the group database says about its uid.
+TEST_F(ZfiledTest, GroupAccessFollowsThePeersOwnGroups) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  // A group that the database gives nobody: only setgroups() can grant it.
+  gid_t group = 4242;
+  while (getgrgid(group) != nullptr) ++group;
+  Start({"--config", WriteConfig()});
+  RawClient root;
+  ASSERT_TRUE(root.Connect(socket_));
+  ASSERT_EQ(root.Hello().result, 0);
+  p::ChownRequest ch;
+  ch.path = "seq/4";
+  ch.uid = 0;
+  ch.gid = group;
+  ASSERT_EQ(p::ResultOf(root.Call(ch)).result, 0);  // 0640 root:group
+  const std::string socket = socket_;
+  auto open_it = [&]() -> int {
+    RawClient c;
+    if (!c.Connect(socket)) return 10;
+    if (c.Hello().result != 0) return 11;
+    p::OpenRequest o;
+    o.path = "seq/4";
+    o.flags = O_RDONLY;
+    int64_t r = p::ResultOf(c.Call(o)).result;
+    return r >= 0 ? 0 : r == -EACCES ? 1 : 12;
+  };
+  EXPECT_EQ(RunAs(65534, 65534, {group}, open_it), 0) << "a member by setgroups() was refused";
+  EXPECT_EQ(RunAs(65534, 65534, {}, open_it), 1) << "a non-member was let in";
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// --- Connection bounds (P1: one user locks everyone out) --------------------
+
+// Beyond --max-sessions-per-uid, a uid's new connections are closed at
+// once; root is not counted, and the slots come back as clients leave.
+TEST_F(ZfiledTest, SessionsPerUidAreCapped) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  Start({"--config", WriteConfig(), "--max-sessions-per-uid", "3"});
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
+  const std::string socket = socket_;
+  pid_t child = fork();
+  if (child == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(100);
+    int ok = 0;
+    {
+      std::vector<std::unique_ptr<RawClient>> clients;
+      for (int i = 0; i < 5; ++i) {
+        auto c = std::make_unique<RawClient>();
+        if (c->Connect(socket) && c->Hello().result == 0) ++ok;
+        clients.push_back(std::move(c));
+      }
+      char b = static_cast<char>(ok);
+      if (write(to_parent[1], &b, 1) != 1) _exit(101);
+      if (read(to_child[0], &b, 1) != 1) _exit(102);
+    }  // all five leave
+    // Their slots come back once the daemon has seen them go.
+    for (int i = 0; i < 50; ++i) {
+      RawClient again;
+      if (again.Connect(socket) && again.Hello().result == 0) _exit(ok == 3 ? 0 : 110 + ok);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    _exit(103);
+  }
+  char b = 0;
+  ASSERT_EQ(read(to_parent[0], &b, 1), 1);
+  EXPECT_EQ(b, 3) << "uid 65534 had " << int{b} << " of 5 sessions accepted, not 3";
+  // Root, meanwhile, is not limited.
+  {
+    std::vector<std::unique_ptr<RawClient>> roots;
+    for (int i = 0; i < 5; ++i) {
+      roots.push_back(std::make_unique<RawClient>());
+      ASSERT_TRUE(roots.back()->Connect(socket_));
+      EXPECT_EQ(roots.back()->Hello().result, 0) << i;
+    }
+  }
+  ASSERT_EQ(write(to_child[1], &b, 1), 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << Log();
+  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
+  EXPECT_NE(Log().find("the limit per uid"), std::string::npos) << Log();
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// A connection that sends no HELLO (or only part of one) is dropped after
+// --hello-timeout-ms; one past HELLO may idle.
+TEST_F(ZfiledTest, ConnectionsWithoutHelloAreDropped) {
+  Start({"--device", device_, "--socket", socket_, "--hello-timeout-ms", "300"});
+  RawClient settled;
+  ASSERT_TRUE(settled.Connect(socket_));
+  ASSERT_EQ(settled.Hello().result, 0);
+  RawClient idle, partial;
+  ASSERT_TRUE(idle.Connect(socket_));
+  ASSERT_TRUE(partial.Connect(socket_));
+  p::HelloRequest hello;
+  hello.volume = "default";
+  hello.shm_size = kShmSize;
+  std::vector<uint8_t> frame = Forged(hello, 0, 0);
+  ASSERT_TRUE(SendRaw(partial.sock(), std::span(frame).first(10)));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(idle.Dropped());
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200));
+  EXPECT_TRUE(partial.Dropped());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto info = std::get<p::VolInfoReply>(settled.Call(p::VolInfoRequest{}));
+  EXPECT_EQ(info.result, 0) << info.message;
+  EXPECT_NE(Log().find("no HELLO within 300 ms"), std::string::npos) << Log();
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// --- Shutdown (P2: order of Stop) --------------------------------------------
+
+// On SIGTERM the socket goes first (new clients fail at once, they do not
+// hang), dirty data reaches the device even though a client is still
+// connected, and a session stuck sending to a client that does not read
+// does not hold the daemon.
+TEST_F(ZfiledTest, SigtermRefusesNewClientsAndWritesBackWithClientsConnected) {
+  Start({"--device", device_, "--socket", socket_, "--send-timeout-ms", "60000"});
+  RawClient writer, flooder;
+  ASSERT_TRUE(writer.Connect(socket_));
+  ASSERT_EQ(writer.Hello().result, 0);
+  uint64_t h = writer.Open("cnv/0", O_RDWR);
+  Fill(writer.shm(), 16384, 11);
+  p::PwriteRequest w{.handle = h, .offset = 8192, .length = 16384, .rwf = 0, .shm_offset = 0};
+  ASSERT_EQ(p::ResultOf(writer.Call(w)).result, 16384);
+  ASSERT_TRUE(flooder.Connect(socket_));
+  ASSERT_EQ(flooder.Hello().result, 0);
+  EXPECT_GT(Flood(flooder), 10u);
+
+  kill(pid_, SIGTERM);
+  ASSERT_TRUE(WaitNotify("STOPPING=1"));
+  // While the daemon is still stopping, connecting fails rather than waits.
+  bool refused = false;
+  int err = 0;
+  for (int i = 0; i < 200 && !refused && Running(); ++i) {
+    UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr = Address(socket_);
+    refused = connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0;
+    err = errno;
+    if (!refused) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(refused) << "new clients were still accepted during shutdown";
+  if (refused) {
+    EXPECT_TRUE(err == ENOENT || err == ECONNREFUSED) << ErrnoName(err);
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  if (pid_ > 0)
+    waitpid(pid_, &status, 0);
+  else
+    status = exit_status_;
+  pid_ = -1;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10))
+      << "the session blocked on the flooder held up the shutdown";
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << Log();
+  std::vector<uint8_t> want(16384);
+  Fill(want.data(), want.size(), 11);
+  EXPECT_EQ(ReadBack("cnv/0", 8192, 16384), want);
+}
+
+// A request being served when SIGTERM arrives is finished and answered.
+TEST_F(ZfiledTest, SigtermFinishesTheRequestInFlight) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello().result, 0);
+  uint64_t h = c.Open("cnv/0", O_RDWR);
+  Fill(c.shm(), kShmSize, 12);
+  // A large synchronous write: RWF_DSYNC makes it reach the device before
+  // the reply.
+  c.Send(p::PwriteRequest{
+      .handle = h, .offset = 0, .length = kShmSize, .rwf = RWF_DSYNC, .shm_offset = 0});
+  kill(pid_, SIGTERM);
+  p::Reply reply = c.Receive();
+  EXPECT_EQ(p::ResultOf(reply).result, static_cast<int64_t>(kShmSize))
+      << p::ResultOf(reply).message;
+  EXPECT_TRUE(c.Dropped());
+  EXPECT_EQ(Terminate(), 0) << Log();
+  std::vector<uint8_t> want(kShmSize);
+  Fill(want.data(), want.size(), 12);
+  EXPECT_EQ(ReadBack("cnv/0", 0, kShmSize), want);
+}
+
+// --- Malformed frames and descriptors ----------------------------------------
+
+// A frame header announcing more payload than follows: the client closing
+// mid-frame is dropped, one falling silent holds only its own session (and
+// no longer than shutdown); announcing less desynchronises the stream and
+// the client is dropped. Everyone else carries on.
+TEST_F(ZfiledTest, FramesWhoseHeaderLiesAboutTheirLength) {
+  StartDevice();
+  RawClient good;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello().result, 0);
+  p::OpenRequest open;
+  open.path = "seq/0";
+  open.flags = O_RDONLY;
+  {  // More than sent, then gone.
+    RawClient c;
+    ASSERT_TRUE(c.Connect(socket_));
+    ASSERT_EQ(c.Hello().result, 0);
+    ASSERT_TRUE(SendRaw(c.sock(), Forged(open, 100)));
+  }
+  RawClient silent;  // More than sent, then silence.
+  ASSERT_TRUE(silent.Connect(socket_));
+  ASSERT_EQ(silent.Hello().result, 0);
+  ASSERT_TRUE(SendRaw(silent.sock(), Forged(open, 100)));
+  {  // Less than sent.
+    RawClient c;
+    ASSERT_TRUE(c.Connect(socket_));
+    ASSERT_EQ(c.Hello().result, 0);
+    ASSERT_TRUE(SendRaw(c.sock(), Forged(open, -3)));
+    EXPECT_TRUE(c.Dropped());
+  }
+  for (int i = 0; i < 20; ++i) {
+    auto info = std::get<p::VolInfoReply>(good.Call(p::VolInfoRequest{}));
+    ASSERT_EQ(info.result, 0) << info.message;
+  }
+  EXPECT_NE(Log().find("closed the connection after"), std::string::npos) << Log();
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Terminate(), 0) << Log();  // with the silent client still there
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+// HELLOs whose descriptor is wrong: a memfd shorter than announced, none,
+// two, a regular file. Each is refused and dropped, and the daemon keeps
+// none of the descriptors.
+TEST_F(ZfiledTest, HelloWithWrongDescriptorsIsRefused) {
+  StartDevice();
+  RawClient good;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello().result, 0);
+  const size_t baseline = OpenFds(pid_);
+  p::HelloRequest hello;
+  hello.volume = "default";
+  hello.shm_size = kShmSize;
+  // The attempts with two descriptors pass the write end of a pipe as the
+  // second: once the daemon has closed every copy it received, the read
+  // end sees end of file.
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  UniqueFd watch(pipefd[0]);
+  UniqueFd witness(pipefd[1]);
+  // Refused with a reply in words, then dropped.
+  auto refused = [&](int fd) {
+    RawClient c;
+    ASSERT_TRUE(c.Connect(socket_));
+    p::Reply reply = c.Call(hello, {&fd, 1});
+    EXPECT_EQ(p::ResultOf(reply).result, -EPROTO) << p::ResultOf(reply).message;
+    EXPECT_FALSE(p::ResultOf(reply).message.empty());
+    EXPECT_TRUE(c.Dropped());
+  };
+  // Dropped without a reply: the frame itself is malformed.
+  auto dropped = [&](const std::vector<uint8_t>& frame, std::vector<int> fds) {
+    RawClient c;
+    ASSERT_TRUE(c.Connect(socket_));
+    ASSERT_TRUE(SendRaw(c.sock(), frame, fds));
+    EXPECT_TRUE(c.Dropped());
+  };
+  {  // A sealed memfd of half the size announced.
+    Result<UniqueFd> small = p::CreateShmRegion(kShmSize / 2);
+    ASSERT_TRUE(small.ok());
+    refused(small->get());
+  }
+  {  // A regular file of the right size: not a sealed memfd.
+    std::string path = dir_ + "/region";
+    UniqueFd file(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(file.valid());
+    ASSERT_EQ(ftruncate(file.get(), kShmSize), 0);
+    refused(file.get());
+  }
+  // None: announced as none, and announced as one.
+  dropped(Forged(hello, 0, 0), {});
+  dropped(Forged(hello, 0), {});
+  {  // Two: announced as two, and as one (the kernel delivers both).
+    Result<UniqueFd> shm = p::CreateShmRegion(kShmSize);
+    ASSERT_TRUE(shm.ok());
+    dropped(Forged(hello, 0, 2), {shm->get(), witness.get()});
+    dropped(Forged(hello, 0), {shm->get(), witness.get()});
+  }
+  witness.Reset();
+  pollfd pfd{watch.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 5000), 1) << "the daemon still holds a descriptor it was sent";
+  char byte;
+  EXPECT_EQ(read(watch.get(), &byte, 1), 0);
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    back = OpenFds(pid_) <= baseline;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(back) << OpenFds(pid_) << " descriptors open, " << baseline << " before";
+  auto info = std::get<p::VolInfoReply>(good.Call(p::VolInfoRequest{}));
+  EXPECT_EQ(info.result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// Descriptors attached to requests other than HELLO (announced in the
+// header or not) are closed by the daemon, which drops the client.
+TEST_F(ZfiledTest, DescriptorsOnOtherRequestsAreClosed) {
+  StartDevice();
+  RawClient good;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello().result, 0);
+  const size_t baseline = OpenFds(pid_);
+  int pipefd[2];
+  ASSERT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+  UniqueFd watch(pipefd[0]);
+  {
+    UniqueFd witness(pipefd[1]);
+    for (int announced : {-1, 1, 3}) {
+      for (int i = 0; i < 5; ++i) {
+        RawClient c;
+        ASSERT_TRUE(c.Connect(socket_));
+        ASSERT_EQ(c.Hello().result, 0);
+        std::vector<int> fds(announced < 0 ? 2 : announced, witness.get());
+        ASSERT_TRUE(SendRaw(c.sock(), Forged(p::VolInfoRequest{}, 0, announced), fds));
+        EXPECT_TRUE(c.Dropped()) << announced;
+      }
+    }
+  }
+  pollfd pfd{watch.get(), POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 5000), 1) << "the daemon still holds a descriptor it was sent";
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    back = OpenFds(pid_) <= baseline;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(back) << OpenFds(pid_) << " descriptors open, " << baseline << " before";
+  EXPECT_EQ(std::get<p::VolInfoReply>(good.Call(p::VolInfoRequest{})).result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// A client that pipelines thousands of requests and reads no reply blocks
+// only its own session, which is dropped after the send timeout.
+TEST_F(ZfiledTest, RequestFloodHarmsOnlyTheFlooder) {
+  Start({"--device", device_, "--socket", socket_, "--send-timeout-ms", "500"});
+  RawClient good, flooder;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello().result, 0);
+  ASSERT_TRUE(flooder.Connect(socket_));
+  ASSERT_EQ(flooder.Hello().result, 0);
+  size_t sent = Flood(flooder);
+  EXPECT_GT(sent, 10u);
+  uint64_t h = good.Open("seq/1", O_RDWR);
+  for (int i = 0; i < 200; ++i) {
+    p::AppendRequest a{.handle = h, .length = 4096, .shm_offset = 0};
+    ASSERT_EQ(p::ResultOf(good.Call(a)).result, 4096) << i;
+  }
+  // The flooder's session gave up on it: reading what was sent reaches the
+  // end well before every request was answered.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  size_t bytes = 0;
+  bool closed = false;
+  char buf[65536];
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       !closed && std::chrono::steady_clock::now() < end;) {
+    ssize_t n = recv(flooder.sock(), buf, sizeof(buf), 0);
+    if (n <= 0) {
+      closed = n == 0 || errno == ECONNRESET;
+      if (!closed && errno != EAGAIN && errno != EINTR) break;
+    } else {
+      bytes += n;
+    }
+  }
+  EXPECT_TRUE(closed) << "the flooder was not dropped (" << bytes << " bytes of replies)";
+  EXPECT_NE(Log().find("dropped: sending a reply"), std::string::npos) << Log();
+  EXPECT_EQ(std::get<p::VolInfoReply>(good.Call(p::VolInfoRequest{})).result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// --- Views, the socket, several volumes --------------------------------------
+
+// A view pins its pages (the zone cannot be reset) until it is unmapped.
+// Closing the handle it was made through does not end it, as closing a
+// descriptor does not unmap; UNMAP after the CLOSE still releases it.
+TEST_F(ZfiledTest, ViewPinsReleasedOnUnmapAfterClose) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello().result, 0);
+  uint64_t h = c.Open("seq/6", O_RDWR);
+  Fill(c.shm(), 8192, 13);
+  auto fill = [&] {
+    p::AppendRequest a{.handle = h, .length = 8192, .shm_offset = 0};
+    ASSERT_EQ(p::ResultOf(c.Call(a)).result, 8192);
+  };
+  auto reset = [&] {
+    return p::ResultOf(c.Call(p::FtruncateRequest{.handle = h, .size = 0})).result;
+  };
+  fill();
+  auto map = std::get<p::MapReply>(c.Call(p::MapRequest{.handle = h, .offset = 0, .length = 8192}));
+  ASSERT_EQ(map.result, 0) << map.message;
+  EXPECT_EQ(reset(), -EBUSY);
+  ASSERT_EQ(p::ResultOf(c.Call(p::UnmapRequest{.view_id = map.view_id})).result, 0);
+  EXPECT_EQ(reset(), 0);
+
+  fill();
+  uint64_t reader = c.Open("seq/6", O_RDONLY);
+  map = std::get<p::MapReply>(
+      c.Call(p::MapRequest{.handle = reader, .offset = 4096, .length = 4096}));
+  ASSERT_EQ(map.result, 0) << map.message;
+  ASSERT_EQ(p::ResultOf(c.Call(p::CloseRequest{.handle = reader})).result, 0);
+  EXPECT_EQ(reset(), -EBUSY);
+  ASSERT_EQ(p::ResultOf(c.Call(p::UnmapRequest{.view_id = map.view_id})).result, 0);
+  EXPECT_EQ(reset(), 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+TEST_F(ZfiledTest, SocketIsMode0660ByDefault) {
+  StartDevice();
+  struct stat st {};
+  ASSERT_EQ(lstat(socket_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+  EXPECT_FALSE(std::filesystem::exists(socket_));
+}
+
+// One daemon, two volumes on two devices, each served under its own name
+// with its own files; a configuration naming two volumes alike is refused.
+TEST_F(ZfiledTest, ServesSeveralVolumes) {
+  const std::string second = MakeDevice("dev2");
+  {
+    std::string dup = dir_ + "/dup.yaml";
+    std::ofstream out(dup);
+    out << "socket: {path: " << socket_ << "}\nvolumes:\n  - {name: a, device: " << device_
+        << "}\n  - {name: a, device: " << second << "}\n";
+    out.close();
+    std::string cmd = std::string(ZFILED_PATH) + " --config " + dup + " 2>" + dir_ + "/dup.log";
+    EXPECT_NE(system(cmd.c_str()), 0);
+    std::ifstream in(dir_ + "/dup.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    EXPECT_NE(ss.str().find("duplicate volume name"), std::string::npos) << ss.str();
+  }
+  Start({"--config", WriteConfig({{"first", device_}, {"second", second}})});
+  RawClient a, b;
+  ASSERT_TRUE(a.Connect(socket_));
+  ASSERT_TRUE(b.Connect(socket_));
+  ASSERT_EQ(a.Hello("first").result, 0);
+  ASSERT_EQ(b.Hello("second").result, 0);
+  uint64_t ha = a.Open("cnv/0", O_RDWR), hb = b.Open("cnv/0", O_RDWR);
+  std::memset(a.shm(), 'A', 4096);
+  std::memset(b.shm(), 'B', 4096);
+  p::PwriteRequest w{.handle = ha, .offset = 0, .length = 4096, .rwf = 0, .shm_offset = 0};
+  ASSERT_EQ(p::ResultOf(a.Call(w)).result, 4096);
+  w.handle = hb;
+  ASSERT_EQ(p::ResultOf(b.Call(w)).result, 4096);
+  p::PreadRequest r{.handle = ha, .offset = 0, .length = 4096, .rwf = 0, .shm_offset = 4096};
+  ASSERT_EQ(p::ResultOf(a.Call(r)).result, 4096);
+  EXPECT_EQ(a.shm()[4096], 'A');
+  EXPECT_EQ(a.shm()[8191], 'A');
+  r.handle = hb;
+  ASSERT_EQ(p::ResultOf(b.Call(r)).result, 4096);
+  EXPECT_EQ(b.shm()[4096], 'B');
+  RawClient none;
+  ASSERT_TRUE(none.Connect(socket_));
+  EXPECT_EQ(none.Hello("default").result, -ENOENT);
+  EXPECT_EQ(Terminate(), 0) << Log();
+  EXPECT_NE(Log().find("volume 'first' unmounted"), std::string::npos) << Log();
+  EXPECT_NE(Log().find("volume 'second' unmounted"), std::string::npos) << Log();
 }
 
 TEST(MayAccess, OwnerGroupOtherAndRoot) {

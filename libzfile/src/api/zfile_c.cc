@@ -55,28 +55,6 @@ ssize_t Count(const zfile::Result<T>& r) {
   return static_cast<ssize_t>(*r);
 }
 
-int ToCond(zfile::ZoneCondition c) {
-  switch (c) {
-    case zfile::ZoneCondition::kNotWp:
-      return ZFILE_COND_NOT_WP;
-    case zfile::ZoneCondition::kEmpty:
-      return ZFILE_COND_EMPTY;
-    case zfile::ZoneCondition::kImplicitOpen:
-      return ZFILE_COND_IMP_OPEN;
-    case zfile::ZoneCondition::kExplicitOpen:
-      return ZFILE_COND_EXP_OPEN;
-    case zfile::ZoneCondition::kClosed:
-      return ZFILE_COND_CLOSED;
-    case zfile::ZoneCondition::kFull:
-      return ZFILE_COND_FULL;
-    case zfile::ZoneCondition::kReadOnly:
-      return ZFILE_COND_READONLY;
-    case zfile::ZoneCondition::kOffline:
-      return ZFILE_COND_OFFLINE;
-  }
-  return ZFILE_COND_NOT_WP;
-}
-
 void ToStat(const zfile::FileStat& in, struct zfile_stat* out) {
   std::memset(out, 0, sizeof(*out));
   out->size = in.size;
@@ -92,7 +70,7 @@ void ToStat(const zfile::FileStat& in, struct zfile_stat* out) {
   out->type = (in.mode & 0170000) == 0040000            ? ZFILE_TYPE_DIR
               : in.kind == zfile::FileKind::kSequential ? ZFILE_TYPE_SEQ
                                                         : ZFILE_TYPE_CNV;
-  out->cond = ToCond(in.cond);
+  out->cond = zfile::KernelCondition(in.cond);  // zfile_zone_cond's values
 }
 
 }  // namespace

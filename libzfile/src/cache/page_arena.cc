@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -34,8 +35,21 @@ PageArena::PageArena(uint32_t page_size, uint64_t slots)
       system_page_(static_cast<uint32_t>(sysconf(_SC_PAGESIZE))) {
   const uint64_t bytes = uint64_t{page_size} * slots;
   mapped_len_ = static_cast<size_t>(bytes);
-  fd_ = memfd_create("zfile-cache", MFD_CLOEXEC);
-  if (fd_ >= 0 && ftruncate(fd_, static_cast<off_t>(bytes)) == 0) {
+  // The memfd's inode is created mode 0777, and anyone who is handed any
+  // descriptor of it (zfiled's clients are) can reopen it through
+  // /proc/PID/fd with any access the mode allows: O_RDWR, then write into
+  // the cache or shrink it under our mapping (SIGBUS). 0600 limits reopening
+  // to our own uid (and root); the size seals make the length fixed for
+  // everyone, since the arena never resizes after this constructor.
+  fd_ = memfd_create("zfile-cache", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd_ >= 0 && fchmod(fd_, 0600) != 0) {
+    // Without the narrower mode the fd must not exist at all: fall back to
+    // private memory below.
+    close(fd_);
+    fd_ = -1;
+  }
+  if (fd_ >= 0 && ftruncate(fd_, static_cast<off_t>(bytes)) == 0 &&
+      fcntl(fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0) {
     void* p = mmap(nullptr, mapped_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p != MAP_FAILED) {
       base_ = static_cast<uint8_t*>(p);

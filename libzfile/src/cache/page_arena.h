@@ -71,7 +71,10 @@ class PageArena {
   Result<ArenaMapping> MapPages(const std::vector<const uint8_t*>& pages) const;
 
   // The shared-memory file and where a slot lives in it (for other
-  // processes); -1 without one.
+  // processes); -1 without one. The file is mode 0600 (only our uid and
+  // root can reopen it through /proc, with any access) and sealed against
+  // shrinking and growing (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): its
+  // size() is fixed for its life, whoever holds a descriptor of it.
   int fd() const { return fd_; }
   // Read-only descriptor of the same file (fd() where /proc is missing).
   int view_fd() const { return view_fd_; }

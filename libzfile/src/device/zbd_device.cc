@@ -157,19 +157,15 @@ Result<ZoneType> ConvertType(const blk_zone& z) {
                          " for the zone at sector " + std::to_string(z.start));
 }
 
+static_assert(KernelCondition(ZoneCondition::kReadOnly) == BLK_ZONE_COND_READONLY &&
+              KernelCondition(ZoneCondition::kFull) == BLK_ZONE_COND_FULL &&
+              KernelCondition(ZoneCondition::kOffline) == BLK_ZONE_COND_OFFLINE &&
+              KernelCondition(ZoneCondition::kExplicitOpen) == BLK_ZONE_COND_EXP_OPEN);
+
 ZoneCondition ConvertCondition(const blk_zone& z) {
-  switch (z.cond) {
-    case BLK_ZONE_COND_NOT_WP: return ZoneCondition::kNotWp;
-    case BLK_ZONE_COND_EMPTY: return ZoneCondition::kEmpty;
-    case BLK_ZONE_COND_IMP_OPEN: return ZoneCondition::kImplicitOpen;
-    case BLK_ZONE_COND_EXP_OPEN: return ZoneCondition::kExplicitOpen;
-    case BLK_ZONE_COND_CLOSED: return ZoneCondition::kClosed;
-    case BLK_ZONE_COND_READONLY: return ZoneCondition::kReadOnly;
-    case BLK_ZONE_COND_FULL: return ZoneCondition::kFull;
-    case BLK_ZONE_COND_OFFLINE: return ZoneCondition::kOffline;
-  }
+  ZoneCondition cond;
   // A condition this code does not know cannot be written safely.
-  return ZoneCondition::kOffline;
+  return ConditionFromKernel(z.cond, &cond) ? cond : ZoneCondition::kOffline;
 }
 
 Result<ZoneInfo> ConvertZone(const blk_zone& z, uint32_t report_flags) {

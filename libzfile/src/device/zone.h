@@ -20,16 +20,39 @@ enum class ZoneType : uint8_t {
   kSeqWritePreferred,
 };
 
+// The values are the kernel's BLK_ZONE_COND_* (blkzone prints them, and
+// zfile_zone_cond and the daemon protocol carry them), so converting is a
+// cast: KernelCondition() one way, ConditionFromKernel() the other.
 enum class ZoneCondition : uint8_t {
-  kNotWp,  // conventional zone: no write pointer
-  kEmpty,
-  kImplicitOpen,
-  kExplicitOpen,
-  kClosed,
-  kFull,
-  kReadOnly,
-  kOffline,
+  kNotWp = 0x0,  // conventional zone: no write pointer
+  kEmpty = 0x1,
+  kImplicitOpen = 0x2,
+  kExplicitOpen = 0x3,
+  kClosed = 0x4,
+  kReadOnly = 0xD,
+  kFull = 0xE,
+  kOffline = 0xF,
 };
+
+constexpr uint8_t KernelCondition(ZoneCondition cond) { return static_cast<uint8_t>(cond); }
+
+// `value` as a condition; false for a value that is no BLK_ZONE_COND_*.
+constexpr bool ConditionFromKernel(uint32_t value, ZoneCondition* cond) {
+  switch (value) {
+    case 0x0:
+    case 0x1:
+    case 0x2:
+    case 0x3:
+    case 0x4:
+    case 0xD:
+    case 0xE:
+    case 0xF:
+      *cond = static_cast<ZoneCondition>(value);
+      return true;
+    default:
+      return false;
+  }
+}
 
 enum class ZoneOp : uint8_t { kReset, kOpen, kClose, kFinish };
 
