@@ -182,8 +182,8 @@ eq "json volinfo" "$(jqv '[.nr_cnv_files, .nr_seq_files, .zone_capacity, .max_op
   "1 14 $ZONE 0 false"
 [[ "$(jqv .uuid)" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] && pass ||
   fail "volume uuid: $(jqv .uuid)"
-fails "info with both a URI and --device" 2 "excludes" info "$U" "${V[@]}"
-fails "info with neither a URI nor --device" 2 "required" info
+fails "info with both a URI and --device" 2 "give one of" info "$U" "${V[@]}"
+fails "info with neither a URI nor --device" 2 "give one of" info
 
 ok "stats --json" stats --json "${V[@]}"
 eq "stats of a fresh mount" "$(jqv '[.direct_write_ops, .buffered_write_ops, .zone_resets] | join(" ")')" "0 0 0"

@@ -1,7 +1,13 @@
 // libzfile's client mode against the real zfiled (daemon/): starts the
-// daemon on a fresh emu device and drives it through the unchanged C API.
-// Skipped, saying why, when the daemon binary has not been built.
+// daemon on a fresh emu device and drives it through the unchanged C API:
+// threads and several processes at once, a kill -9 of the daemon in the
+// middle of writes (what was acknowledged must survive it), and a client
+// running as another user (the daemon checks the files' modes against the
+// peer's credentials). Skipped, saying why, when the daemon binary has not
+// been built.
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,12 +16,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,6 +50,10 @@ namespace {
 constexpr const char* kGeometry =
     "size=256M&zone_size=32M&zone_capacity=24M&conv=2&block_size=4096&max_open=6&max_active=8";
 constexpr size_t kBlock = 4096;
+// What each process of SeveralProcessesAtOnce writes: to its own
+// sequential file, and to its own region of cnv/0.
+constexpr uint64_t kProcessSeqBytes = 4 << 20;
+constexpr uint64_t kProcessCnvBytes = 300 * 1000;
 
 // $ZFILED_BINARY, else the one this build tree would produce.
 std::string DaemonBinary() {
@@ -84,17 +99,21 @@ class ZfiledClient : public ::testing::Test {
     socket_ = dir_ + "/zfiled.sock";
     device_ = "emu:" + dev_dir;
     binary_ = binary;
+    daemon_args_ = {"--device", device_, "--socket", socket_, "--name", "data"};
     StartDaemon();
   }
 
-  // Starts zfiled on the test's device and socket and waits until it
-  // accepts connections.
+  // Starts zfiled on the test's device and socket (with daemon_args_) and
+  // waits until it accepts connections.
   void StartDaemon() {
+    std::vector<char*> argv;
+    argv.push_back(binary_.data());
+    for (std::string& arg : daemon_args_) argv.push_back(arg.data());
+    argv.push_back(nullptr);
     pid_ = ::fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      ::execl(binary_.c_str(), binary_.c_str(), "--device", device_.c_str(), "--socket",
-              socket_.c_str(), "--name", "data", static_cast<char*>(nullptr));
+      ::execv(binary_.c_str(), argv.data());
       std::_Exit(127);
     }
     for (int i = 0; i < 200; ++i) {
@@ -110,13 +129,18 @@ class ZfiledClient : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "zfiled status " << status;
-    }
+    StopDaemon();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  // SIGTERM, which must write back, close zones and exit 0.
+  void StopDaemon() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "zfiled status " << status;
   }
 
   bool Connectable() const {
@@ -135,6 +159,7 @@ class ZfiledClient : public ::testing::Test {
   std::string socket_;
   std::string device_;
   std::string binary_;
+  std::vector<std::string> daemon_args_;
   pid_t pid_ = -1;
 };
 
@@ -288,6 +313,567 @@ TEST_F(ZfiledClient, UnknownVolumeIsRefused) {
   EXPECT_LT(zfile_vol_open(("unix:" + socket_ + "?volume=nope").c_str(), nullptr, &vol), 0);
   EXPECT_NE(std::string(zfile_last_error()).find("nope"), std::string::npos) << zfile_last_error();
   EXPECT_EQ(vol, nullptr);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers of the tests below, which fork: children report through pipes and
+// exit codes, and leave with _exit so that nothing of the parent's (gtest's
+// atexit handlers, its output) runs twice.
+
+// The byte the tests below write at `off` of their file number `file`: it
+// depends on the position and the file, so data that landed in the wrong
+// place, or came from another writer, shows in the comparison.
+char DataByte(unsigned file, uint64_t off) {
+  uint64_t x = off * 0x9E3779B97F4A7C15ull + (file + 1) * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return static_cast<char>(x >> 17);
+}
+
+Buffer DataAt(unsigned file, uint64_t off, size_t len) {
+  Buffer b(static_cast<char*>(std::aligned_alloc(kBlock, (len + kBlock - 1) / kBlock * kBlock)));
+  for (size_t i = 0; i < len; ++i) b.get()[i] = DataByte(file, off + i);
+  return b;
+}
+
+// "" when [off, off + len) of `path` holds DataAt(file, off, len), else what
+// differs, in words.
+std::string CheckData(zfile_vol* vol, const std::string& path, unsigned file, uint64_t off,
+                      uint64_t len) {
+  zfile_file* f = nullptr;
+  if (zfile_open(vol, path.c_str(), O_RDONLY, &f) != 0) {
+    return "open " + path + ": " + zfile_last_error();
+  }
+  std::string error;
+  constexpr size_t kPiece = 1 << 20;
+  Buffer buf(static_cast<char*>(std::aligned_alloc(kBlock, kPiece)));
+  for (uint64_t pos = off; pos < off + len && error.empty();) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kPiece, off + len - pos));
+    const ssize_t n = zfile_pread(f, buf.get(), want, pos);
+    if (n != ssize_t(want)) {
+      error = path + ": read of " + std::to_string(want) + " bytes at " + std::to_string(pos) +
+              " returned " + std::to_string(n) + ": " + zfile_last_error();
+      break;
+    }
+    for (size_t i = 0; i < want; ++i) {
+      if (buf.get()[i] != DataByte(file, pos + i)) {
+        error = path + ": byte " + std::to_string(pos + i) + " is not what was written";
+        break;
+      }
+    }
+    pos += want;
+  }
+  zfile_close(f);
+  return error;
+}
+
+// A report a child writes to a pipe in one write(), which is atomic below
+// PIPE_BUF, so the parent reads whole messages.
+struct Report {
+  enum Kind : int32_t { kDurable = 1, kStopped = 2, kDone = 3 };
+  int32_t kind = 0;
+  int32_t err = 0;  // kStopped: the errno of the call that failed
+  uint64_t start = 0;
+  uint64_t end = 0;
+  char message[200] = {};
+};
+static_assert(sizeof(Report) < PIPE_BUF);
+
+void SendReport(int fd, const Report& r) {
+  // A short or failed write only loses a report, which the parent sees as
+  // a missing one; nothing better to do in a child.
+  [[maybe_unused]] ssize_t n = ::write(fd, &r, sizeof(r));
+}
+
+bool ReadReport(int fd, Report* r) {
+  size_t done = 0;
+  while (done < sizeof(*r)) {
+    const ssize_t n = ::read(fd, reinterpret_cast<char*>(r) + done, sizeof(*r) - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// The errors a client sees when its daemon dies under it: the session's
+// socket breaks (ECONNRESET, EPIPE) or a new session finds nobody
+// listening (ECONNREFUSED).
+bool IsDaemonGone(int err) { return err == ECONNRESET || err == EPIPE || err == ECONNREFUSED; }
+
+// ---------------------------------------------------------------------------
+// kill -9 of the daemon in the middle of writes
+
+// A child process's writer: buffered writes to cnv/0, an fsync after every
+// three, each fsync that succeeds reported as a durable range. Writes run
+// upwards and never overwrite, so each range keeps the bytes it was given.
+// Stops at the first failure (the daemon's death), reporting it.
+[[noreturn]] void CnvWriterChild(const std::string& uri, int report_fd) {
+  constexpr unsigned kFile = 100;
+  constexpr size_t kWrite = 6000;  // not a block multiple: buffered writes need not be
+  constexpr uint64_t kLimit = 16 << 20;
+  Report stopped;
+  stopped.kind = Report::kStopped;
+  zfile_vol* vol = nullptr;
+  zfile_file* f = nullptr;
+  int ret = zfile_vol_open(uri.c_str(), nullptr, &vol);
+  if (ret == 0) ret = zfile_open(vol, "cnv/0", O_RDWR, &f);
+  uint64_t synced = 0;
+  uint64_t next = 0;
+  while (ret == 0 && next + 3 * kWrite <= kLimit) {
+    for (int i = 0; i < 3 && ret == 0; ++i) {
+      Buffer data = DataAt(kFile, next, kWrite);
+      const ssize_t n = zfile_pwrite(f, data.get(), kWrite, next);
+      if (n == ssize_t(kWrite)) {
+        next += kWrite;
+      } else {
+        ret = n < 0 ? static_cast<int>(n) : -EIO;
+      }
+    }
+    if (ret == 0) ret = zfile_fsync(f);
+    if (ret == 0) {
+      SendReport(report_fd, Report{.kind = Report::kDurable, .start = synced, .end = next});
+      synced = next;
+    }
+  }
+  if (ret != 0) {
+    stopped.err = -ret;
+    std::snprintf(stopped.message, sizeof(stopped.message), "%s", zfile_last_error());
+  } else {
+    stopped.kind = Report::kDone;
+  }
+  SendReport(report_fd, stopped);
+  ::_exit(0);
+}
+
+// A thread's writer to a sequential file, counting what was acknowledged.
+struct SeqWriter {
+  std::string path;
+  unsigned file = 0;
+  int flags = 0;
+  size_t chunk = 0;
+  bool use_append = false;  // zfile_append, else zfile_pwrite at the write pointer
+  // Written by the writer thread under the fixture's mutex.
+  uint64_t acked_end = 0;
+  int acked_writes = 0;
+  bool stopped = false;
+  int err = 0;
+  std::string error;
+};
+
+TEST_F(ZfiledClient, KillNineKeepsEveryAcknowledgedWrite) {
+  // The conventional writer is a process of its own, forked before any
+  // thread of this test exists.
+  int report[2];
+  ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(report[0]);
+    CnvWriterChild(uri(), report[1]);
+  }
+  ::close(report[1]);
+
+  // Sequential writers: O_DIRECT appends, O_SYNC buffered writes at the
+  // write pointer, O_DSYNC buffered appends; each write's success is its
+  // acknowledgement.
+  std::vector<SeqWriter> writers(3);
+  writers[0] = {.path = "seq/0",
+                .file = 0,
+                .flags = O_WRONLY | O_DIRECT,
+                .chunk = 64 * 1024,
+                .use_append = true};
+  writers[1] = {.path = "seq/1",
+                .file = 1,
+                .flags = O_WRONLY | O_SYNC,
+                .chunk = 3 * kBlock,
+                .use_append = false};
+  writers[2] = {
+      .path = "seq/2", .file = 2, .flags = O_WRONLY | O_DSYNC, .chunk = kBlock, .use_append = true};
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  std::mutex mu;
+  std::condition_variable progress;
+  bool killed = false;
+  // The writers run at very different speeds (a direct append is cheap, an
+  // O_DSYNC write of one block is not): a fast one would fill its zone
+  // before the slowest had writes acknowledged, so it waits for the kill
+  // after this many writes instead (256 of the largest chunk fit).
+  constexpr int kParkAfter = 256;
+  std::vector<std::thread> threads;
+  for (SeqWriter& w : writers) {
+    threads.emplace_back([&vol, &mu, &progress, &killed, &w] {
+      constexpr uint64_t kCapacity = 24 << 20;
+      zfile_file* f = nullptr;
+      int ret = zfile_open(vol, w.path.c_str(), w.flags, &f);
+      uint64_t next = 0;
+      while (ret == 0 && next + w.chunk <= kCapacity) {
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          progress.wait(lock, [&] { return killed || w.acked_writes < kParkAfter; });
+        }
+        Buffer data = DataAt(w.file, next, w.chunk);
+        uint64_t where = next;
+        const ssize_t n = w.use_append ? zfile_append(f, data.get(), w.chunk, &where)
+                                       : zfile_pwrite(f, data.get(), w.chunk, next);
+        if (n != ssize_t(w.chunk) || where != next) {
+          ret = n < 0 ? static_cast<int>(n) : -EIO;
+          std::lock_guard<std::mutex> lock(mu);
+          w.error = "write at " + std::to_string(next) + " returned " + std::to_string(n) + " at " +
+                    std::to_string(where) + ": " + zfile_last_error();
+          break;
+        }
+        next += w.chunk;
+        std::lock_guard<std::mutex> lock(mu);
+        w.acked_end = next;
+        ++w.acked_writes;
+        progress.notify_all();
+      }
+      if (ret != 0 && f == nullptr) {
+        std::lock_guard<std::mutex> lock(mu);
+        w.error = std::string("open: ") + zfile_last_error();
+      }
+      if (f != nullptr) zfile_close(f);  // after the daemon's death: no session to close
+      std::lock_guard<std::mutex> lock(mu);
+      w.err = -ret;
+      w.stopped = true;
+      progress.notify_all();
+    });
+  }
+
+  // Kill only once every writer has had writes acknowledged, so that the
+  // kill lands in the middle of each one's stream.
+  std::vector<std::pair<uint64_t, uint64_t>> durable;  // cnv/0 ranges covered by an fsync
+  Report r;
+  bool child_stopped = false;
+  while (durable.size() < 8 && !child_stopped && ReadReport(report[0], &r)) {
+    if (r.kind == Report::kDurable) {
+      durable.emplace_back(r.start, r.end);
+    } else {
+      child_stopped = true;
+    }
+  }
+  EXPECT_FALSE(child_stopped) << "the conventional writer stopped before the kill: error " << r.err
+                              << ": " << r.message;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    const bool ready = progress.wait_for(lock, std::chrono::seconds(60), [&] {
+      for (const SeqWriter& w : writers) {
+        if (!w.stopped && w.acked_writes < 16) return false;
+      }
+      return true;
+    });
+    EXPECT_TRUE(ready) << "the writers made no progress in 60 s";
+    for (const SeqWriter& w : writers) {
+      EXPECT_FALSE(w.stopped) << w.path << " stopped before the kill: " << w.error;
+    }
+  }
+  ASSERT_EQ(::kill(pid_, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
+  pid_ = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    killed = true;
+  }
+  progress.notify_all();
+
+  for (auto& t : threads) t.join();
+  while (!child_stopped && ReadReport(report[0], &r)) {
+    if (r.kind == Report::kDurable) {
+      durable.emplace_back(r.start, r.end);
+    } else {
+      child_stopped = true;
+      EXPECT_EQ(r.kind, Report::kStopped) << "cnv/0's writer ran out of room before the kill";
+      EXPECT_TRUE(IsDaemonGone(r.err))
+          << "cnv/0's writer stopped with errno " << r.err << ": " << r.message;
+    }
+  }
+  ::close(report[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "writer child status " << status;
+  EXPECT_TRUE(child_stopped) << "the conventional writer's last report is missing";
+  for (const SeqWriter& w : writers) {
+    EXPECT_TRUE(IsDaemonGone(w.err))
+        << w.path << " stopped with errno " << w.err << ": " << w.error;
+  }
+  // The handle's daemon is gone; what closing it says is the subject of
+  // DaemonDeathIsEconnresetInWords, not of this test.
+  zfile_vol_close(vol);
+
+  // A new daemon on the same device: everything acknowledged is there.
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  for (const SeqWriter& w : writers) {
+    struct zfile_stat st;
+    ASSERT_EQ(zfile_stat(vol, w.path.c_str(), &st), 0) << zfile_last_error();
+    EXPECT_GE(st.size, w.acked_end) << w.path << ": acknowledged writes are missing";
+    EXPECT_EQ(CheckData(vol, w.path, w.file, 0, w.acked_end), "")
+        << w.acked_writes << " acknowledged writes";
+  }
+  ASSERT_FALSE(durable.empty());
+  for (const auto& [start, end] : durable) {
+    EXPECT_EQ(CheckData(vol, "cnv/0", 100, start, end - start), "")
+        << "range " << start << "-" << end << " was covered by a successful fsync";
+  }
+  EXPECT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
+}
+
+// ---------------------------------------------------------------------------
+// Several client processes at once
+
+// One of the processes: its own sequential file (direct appends) and its
+// own region of the shared conventional file (buffered writes, fsync), both
+// read back. The exit code says which step failed; `error_fd` gets it in
+// words.
+[[noreturn]] void ProcessClient(const std::string& uri, unsigned index, int go_fd, int error_fd) {
+  auto fail = [&](int code, const std::string& what) {
+    Report r;
+    r.kind = Report::kStopped;
+    std::snprintf(r.message, sizeof(r.message), "process %u: %s: %s", index, what.c_str(),
+                  zfile_last_error());
+    SendReport(error_fd, r);
+    ::_exit(code);
+  };
+  // Every process waits here until the parent has forked them all, so
+  // that they overlap.
+  char go;
+  if (::read(go_fd, &go, 1) != 0) fail(10, "the start signal");
+  zfile_vol* vol = nullptr;
+  if (zfile_vol_open(uri.c_str(), nullptr, &vol) != 0) fail(11, "zfile_vol_open");
+  const std::string path = "seq/" + std::to_string(index);
+  zfile_file* seq = nullptr;
+  if (zfile_open(vol, path.c_str(), O_RDWR | O_DIRECT, &seq) != 0) fail(12, "open " + path);
+  constexpr size_t kChunk = 256 * 1024;
+  for (uint64_t off = 0; off < kProcessSeqBytes; off += kChunk) {
+    Buffer data = DataAt(index, off, kChunk);
+    uint64_t where = 0;
+    if (zfile_append(seq, data.get(), kChunk, &where) != ssize_t(kChunk) || where != off) {
+      fail(13, "append at " + std::to_string(off));
+    }
+  }
+  zfile_file* cnv = nullptr;
+  if (zfile_open(vol, "cnv/0", O_RDWR, &cnv) != 0) fail(14, "open cnv/0");
+  const uint64_t region = index * kProcessCnvBytes;
+  Buffer mine = DataAt(100 + index, region, kProcessCnvBytes);
+  // Unaligned pieces, so that neighbours share pages of the daemon's cache.
+  for (uint64_t done = 0; done < kProcessCnvBytes;) {
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(7777, kProcessCnvBytes - done));
+    if (zfile_pwrite(cnv, mine.get() + done, len, region + done) != ssize_t(len)) {
+      fail(15, "write to cnv/0 at " + std::to_string(region + done));
+    }
+    done += len;
+  }
+  if (zfile_fsync(cnv) != 0) fail(16, "fsync cnv/0");
+  if (std::string e = CheckData(vol, path, index, 0, kProcessSeqBytes); !e.empty()) fail(17, e);
+  if (std::string e = CheckData(vol, "cnv/0", 100 + index, region, kProcessCnvBytes); !e.empty()) {
+    fail(18, e);
+  }
+  if (zfile_close(seq) != 0 || zfile_close(cnv) != 0) fail(19, "close");
+  if (zfile_vol_close(vol) != 0) fail(20, "zfile_vol_close");
+  ::_exit(0);
+}
+
+TEST_F(ZfiledClient, SeveralProcessesAtOnce) {
+  constexpr unsigned kProcesses = 4;
+  int go[2], errors[2];
+  ASSERT_EQ(::pipe2(go, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(errors, O_CLOEXEC), 0);
+  std::vector<pid_t> children;
+  for (unsigned i = 0; i < kProcesses; ++i) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(go[1]);
+      ::close(errors[0]);
+      ProcessClient(uri(), i, go[0], errors[1]);
+    }
+    children.push_back(pid);
+  }
+  ::close(go[0]);
+  ::close(errors[1]);
+  ::close(go[1]);  // the start signal: every child's read returns 0
+  for (unsigned i = 0; i < kProcesses; ++i) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(children[i], &status, 0), children[i]);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "process " << i << " status " << status;
+  }
+  Report r;
+  while (ReadReport(errors[0], &r)) ADD_FAILURE() << r.message;
+  ::close(errors[0]);
+
+  // What each wrote is there, seen by another client.
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  for (unsigned i = 0; i < kProcesses; ++i) {
+    const std::string path = "seq/" + std::to_string(i);
+    struct zfile_stat st;
+    ASSERT_EQ(zfile_stat(vol, path.c_str(), &st), 0) << zfile_last_error();
+    EXPECT_EQ(st.size, kProcessSeqBytes) << path;
+    EXPECT_EQ(CheckData(vol, path, i, 0, kProcessSeqBytes), "");
+    EXPECT_EQ(CheckData(vol, "cnv/0", 100 + i, i * kProcessCnvBytes, kProcessCnvBytes), "");
+  }
+  EXPECT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
+}
+
+// ---------------------------------------------------------------------------
+// Permissions from the peer's credentials, through the C API
+
+// What a client running as uid/gid 65534 (nobody, no supplementary groups)
+// got from each call.
+struct NobodyResult {
+  int setup = 0;  // non-zero: could not become nobody or open the volume
+  int open_rdonly = 0;
+  int open_rdwr = 0;
+  int write = 0;
+  int chmod = 0;
+  int chown_to_root = 0;
+  char open_error[300] = {};
+  char chmod_error[300] = {};
+};
+
+// Forks a child that becomes nobody and, through the C API on `uri`: opens
+// `path` read-only, then read-write and appends a block, chmods it to
+// `mode`, and tries to give it to root.
+NobodyResult AsNobody(const std::string& uri, const std::string& path, uint32_t mode) {
+  NobodyResult result;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    result.setup = errno;
+    return result;
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    NobodyResult r;
+    zfile_vol* vol = nullptr;
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) {
+      r.setup = errno;
+    } else if (int ret = zfile_vol_open(uri.c_str(), nullptr, &vol); ret != 0) {
+      r.setup = -ret;
+      std::snprintf(r.open_error, sizeof(r.open_error), "%s", zfile_last_error());
+    } else {
+      zfile_file* f = nullptr;
+      r.open_rdonly = zfile_open(vol, path.c_str(), O_RDONLY, &f);
+      if (r.open_rdonly != 0) {
+        std::snprintf(r.open_error, sizeof(r.open_error), "%s", zfile_last_error());
+      } else {
+        zfile_close(f);
+      }
+      r.open_rdwr = zfile_open(vol, path.c_str(), O_RDWR | O_DIRECT, &f);
+      if (r.open_rdwr == 0) {
+        Buffer block = Pattern(kBlock, 7);
+        uint64_t where = 0;
+        const ssize_t n = zfile_append(f, block.get(), kBlock, &where);
+        r.write = n == ssize_t(kBlock) ? 0 : n < 0 ? static_cast<int>(n) : -EIO;
+        zfile_close(f);
+      }
+      r.chmod = zfile_chmod(vol, path.c_str(), mode);
+      if (r.chmod != 0) {
+        std::snprintf(r.chmod_error, sizeof(r.chmod_error), "%s", zfile_last_error());
+      }
+      r.chown_to_root = zfile_chown(vol, path.c_str(), 0, UINT32_MAX);
+      zfile_vol_close(vol);
+    }
+    [[maybe_unused]] ssize_t n = ::write(fds[1], &r, sizeof(r));
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  if (pid < 0) {
+    result.setup = errno;
+  } else {
+    size_t done = 0;
+    while (done < sizeof(result)) {
+      const ssize_t n =
+          ::read(fds[0], reinterpret_cast<char*>(&result) + done, sizeof(result) - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::waitpid(pid, nullptr, 0);
+    if (done != sizeof(result)) result.setup = EPIPE;
+  }
+  ::close(fds[0]);
+  return result;
+}
+
+TEST_F(ZfiledClient, PermissionsFollowThePeersCredentials) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become another user (uid 65534)";
+  // The quick-start socket is 0660 root:root, which nobody cannot connect
+  // to; a configuration opens it to everyone, leaving the access control
+  // to the files' modes, which is what this test is about.
+  StopDaemon();
+  ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);  // nobody must reach the socket
+  const std::string config = dir_ + "/zfiled.yaml";
+  {
+    std::FILE* out = std::fopen(config.c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    std::fprintf(out,
+                 "socket: {path: %s, mode: \"0666\"}\nvolumes:\n  - {name: data, device: %s}\n",
+                 socket_.c_str(), device_.c_str());
+    std::fclose(out);
+  }
+  daemon_args_ = {"--config", config};
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+
+  // As root: the file is what mkfs made it, 0640 root:root.
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  struct zfile_stat st;
+  ASSERT_EQ(zfile_stat(vol, "seq/4", &st), 0) << zfile_last_error();
+  ASSERT_EQ(st.mode & 07777, 0640u);
+  ASSERT_EQ(st.uid, 0u);
+  // Forking with a volume open would hand its sessions to the child.
+  ASSERT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
+
+  // Others may not read, and only the owner or root may chmod.
+  NobodyResult r = AsNobody(uri(), "seq/4", 0666);
+  ASSERT_EQ(r.setup, 0) << std::strerror(r.setup) << ": " << r.open_error;
+  EXPECT_EQ(r.open_rdonly, -EACCES);
+  EXPECT_NE(std::string(r.open_error).find("uid 65534 may not open it for reading"),
+            std::string::npos)
+      << r.open_error;
+  EXPECT_NE(std::string(r.open_error).find("0640"), std::string::npos) << r.open_error;
+  EXPECT_EQ(r.open_rdwr, -EACCES);
+  EXPECT_EQ(r.chmod, -EPERM);
+  EXPECT_NE(std::string(r.chmod_error).find("only its owner"), std::string::npos) << r.chmod_error;
+  EXPECT_EQ(r.chown_to_root, -EPERM);
+
+  // Root opens it to everyone: the same child now reads and writes, but
+  // still may not chmod a file it does not own.
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_chmod(vol, "seq/4", 0666), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
+  r = AsNobody(uri(), "seq/4", 0600);
+  ASSERT_EQ(r.setup, 0) << std::strerror(r.setup) << ": " << r.open_error;
+  EXPECT_EQ(r.open_rdonly, 0) << r.open_error;
+  EXPECT_EQ(r.open_rdwr, 0);
+  EXPECT_EQ(r.write, 0);
+  EXPECT_EQ(r.chmod, -EPERM) << r.chmod_error;
+
+  // Root gives it to nobody, owner-only: now nobody may chmod it too, but
+  // still not give it away.
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_chown(vol, "seq/4", 65534, 65534), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_chmod(vol, "seq/4", 0600), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
+  r = AsNobody(uri(), "seq/4", 0640);
+  ASSERT_EQ(r.setup, 0) << std::strerror(r.setup) << ": " << r.open_error;
+  EXPECT_EQ(r.open_rdonly, 0) << r.open_error;
+  EXPECT_EQ(r.open_rdwr, 0);
+  EXPECT_EQ(r.write, 0);
+  EXPECT_EQ(r.chmod, 0) << r.chmod_error;
+  EXPECT_EQ(r.chown_to_root, -EPERM);
+
+  // What the children did is what root sees: two appended blocks, the
+  // owner and the mode nobody set.
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_stat(vol, "seq/4", &st), 0) << zfile_last_error();
+  EXPECT_EQ(st.size, 2 * kBlock);
+  EXPECT_EQ(st.mode & 07777, 0640u);
+  EXPECT_EQ(st.uid, 65534u);
+  EXPECT_EQ(st.gid, 65534u);
+  EXPECT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
 }
 
 }  // namespace

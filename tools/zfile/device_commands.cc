@@ -34,29 +34,6 @@ constexpr uint64_t kSectorSize = 512;
 // Zone ranges at least this long get a progress bar (on a terminal).
 constexpr uint32_t kProgressThreshold = 16;
 
-// The kernel's BLK_ZONE_COND_* values, which blkzone prints as numbers.
-unsigned KernelCondition(ZoneCondition cond) {
-  switch (cond) {
-    case ZoneCondition::kNotWp:
-      return 0x0;
-    case ZoneCondition::kEmpty:
-      return 0x1;
-    case ZoneCondition::kImplicitOpen:
-      return 0x2;
-    case ZoneCondition::kExplicitOpen:
-      return 0x3;
-    case ZoneCondition::kClosed:
-      return 0x4;
-    case ZoneCondition::kReadOnly:
-      return 0xD;
-    case ZoneCondition::kFull:
-      return 0xE;
-    case ZoneCondition::kOffline:
-      return 0xF;
-  }
-  return 0;
-}
-
 // The kernel's BLK_ZONE_TYPE_* values.
 unsigned KernelType(ZoneType type) {
   switch (type) {
@@ -224,8 +201,8 @@ void PrintZonesText(const std::vector<ZoneInfo>& zones) {
                    "  start: 0x{:09x}, len 0x{:06x}, cap 0x{:06x}, wptr 0x{:06x} reset:0 "
                    "non-seq:0, zcond:{:2}({}) [type: {}({})]\n",
                    z.start / kSectorSize, z.len / kSectorSize, z.capacity / kSectorSize,
-                   wp_rel / kSectorSize, KernelCondition(z.cond), ConditionShortName(z.cond),
-                   KernelType(z.type), TypeName(z.type));
+                   wp_rel / kSectorSize, unsigned{KernelCondition(z.cond)},
+                   ConditionShortName(z.cond), KernelType(z.type), TypeName(z.type));
   }
   fmt::print("{}", out);
 }
@@ -296,9 +273,8 @@ void RegisterReport(CLI::App* app, CommandTable* table) {
 // info
 
 struct InfoOptions {
-  std::string uri;     // the device
-  std::string device;  // or the volume on this device
-  std::string options;
+  std::string uri;      // the device
+  VolumeTarget volume;  // or the volume on a device, or of a daemon
   bool json = false;
 };
 
@@ -412,7 +388,7 @@ void PrintInfoJson(const DeviceInfo& info, const ConditionCounts& c) {
 }
 
 Status RunInfo(const InfoOptions& opt) {
-  if (!opt.device.empty()) return RunVolumeInfo(opt.device, opt.options, opt.json);
+  if (opt.uri.empty()) return RunVolumeInfo(opt.volume, opt.json);
   ZF_ASSIGN_OR_RETURN(std::unique_ptr<ZonedDevice> dev, OpenDevice(opt.uri));
   std::vector<ZoneInfo> zones;
   ZF_RETURN_IF_ERROR(dev->ReportZones(0, 0, &zones));
@@ -430,20 +406,20 @@ void RegisterInfo(CLI::App* app, CommandTable* table) {
   CLI::App* cmd = app->add_subcommand(
       "info",
       "Show a device's geometry and limits, and how many zones are in each condition (URI); "
-      "or the volume on it (--device URI): files, sizes, zone limits and use, label, UUID");
+      "or the volume on it (--device URI) or of a running zfiled (--volume NAME): files, sizes, "
+      "zone limits and use, label, UUID");
   auto* uri = cmd->add_option("URI", opt->uri, "Device (emu:DIR, mem:?..., zbd:/dev/X)");
-  auto* device = cmd->add_option("--device,-d", opt->device,
+  auto* device = cmd->add_option("--device,-d", opt->volume.device,
                                  "Show the volume on this device instead (mounted for the command)")
                      ->type_name("URI");
-  cmd->add_option("-o,--options", opt->options, "Mount options for --device")
-      ->type_name("OPTIONS")
-      ->needs(device);
-  uri->excludes(device);
-  cmd->require_option(1, 3);
+  auto* options = cmd->add_option("-o,--options", opt->volume.options, "Mount options for --device")
+                      ->type_name("OPTIONS");
+  AddDaemonOptions(cmd, &opt->volume, device, options, uri);
   cmd->add_flag("--json", opt->json, "JSON object (max_open/max_active 0: no limit)");
   cmd->footer(
       "Examples:\n  zfile info emu:/var/tmp/zdev --json        # the device\n"
-      "  zfile info --device emu:/var/tmp/zdev      # the volume on it");
+      "  zfile info --device emu:/var/tmp/zdev      # the volume on it\n"
+      "  zfile info --volume data                   # a volume of a running zfiled");
   table->Add(cmd, [opt] { return RunInfo(*opt); });
 }
 

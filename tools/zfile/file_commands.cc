@@ -35,28 +35,94 @@ constexpr size_t kBufferAlignment = 4096;
 // Cells per line in `zones --map`.
 constexpr size_t kMapWidth = 64;
 
+}  // namespace
+
 // ---------------------------------------------------------------------------
 // The volume a command works on.
 
-// How the user named the volume. Today a device, mounted in this process
-// (embedded, exclusive). A `--volume NAME` option for a running zfiled
-// belongs here, as a second field: it maps to a daemon URI for
-// zfile_vol_open and the commands below need no change.
-struct VolumeTarget {
-  std::string device;
-  std::string options;
-};
+std::string VolumeTarget::Uri() const {
+  if (!daemon) return device;
+  if (socket.empty()) return "zfiled:" + volume;
+  return "unix:" + socket + "?volume=" + volume;
+}
+
+void AddDaemonOptions(CLI::App* cmd, VolumeTarget* target, CLI::Option* device_option,
+                      CLI::Option* options_option, CLI::Option* raw_device_option) {
+  CLI::Option* volume =
+      cmd->add_option("--volume", target->volume,
+                      "Volume NAME of a running zfiled instead of a device (its socket: --socket, "
+                      "else $ZFILED_SOCKET, else /run/zfiled/zfiled.sock)")
+          ->type_name("NAME");
+  CLI::Option* socket =
+      cmd->add_option("--socket", target->socket,
+                      "The running zfiled's socket; alone, it means --volume default")
+          ->type_name("PATH");
+  // Checked by hand rather than with CLI11's excludes()/required(), whose
+  // messages ("--device excludes --volume", "--device is required") do not
+  // say what the two ways of naming a volume are.
+  cmd->callback([target, cmd, device_option, options_option, raw_device_option, volume, socket] {
+    const bool daemon = volume->count() > 0 || socket->count() > 0;
+    const bool device = device_option->count() > 0;
+    const std::string name = cmd->get_name();
+    if (raw_device_option != nullptr) {
+      const bool raw = raw_device_option->count() > 0;
+      if (static_cast<int>(raw) + static_cast<int>(device) + static_cast<int>(daemon) != 1) {
+        throw CLI::ValidationError(
+            name +
+            ": give one of: a device URI (the device itself), --device URI (the volume "
+            "on it, mounted in this process), --volume NAME / --socket PATH (a volume of "
+            "a running zfiled)");
+      }
+      if (raw && options_option != nullptr && options_option->count() > 0) {
+        throw CLI::ValidationError(name +
+                                   ": mount options (-o) go with --device: the device itself "
+                                   "is not mounted");
+      }
+      if (raw) return;
+    }
+    if (daemon && device) {
+      throw CLI::ValidationError(
+          name +
+          ": give either --device URI (a device mounted in this process) or --volume NAME "
+          "/ --socket PATH (a volume of a running zfiled), not both");
+    }
+    if (!daemon && !device) {
+      throw CLI::ValidationError(
+          name +
+          ": which volume? Give --device URI to mount a device in this process, or "
+          "--volume NAME (and --socket PATH) for a volume of a running zfiled");
+    }
+    if (daemon && options_option != nullptr && options_option->count() > 0) {
+      throw CLI::ValidationError(
+          name + ": mount options (-o " + target->options +
+          ") cannot be given to a volume of zfiled: the daemon's configuration sets them "
+          "(zfiled --options, or the volume's options in its configuration file)");
+    }
+    if (daemon && target->socket.find('?') != std::string::npos) {
+      throw CLI::ValidationError(name + ": --socket " + target->socket +
+                                 ": a socket path with '?' cannot be named in a zfiled URI");
+    }
+    target->daemon = daemon;
+    // --socket alone: the one volume a quick-start zfiled serves by default.
+    if (daemon && volume->count() == 0) target->volume = "default";
+  });
+}
+
+namespace {
 
 void AddVolumeOptions(CLI::App* cmd, VolumeTarget* target) {
-  cmd->add_option("--device,-d", target->device,
-                  "Device holding the volume (emu:DIR, mem:?..., zbd:/dev/X), mounted in this "
-                  "process for the command")
-      ->required()
-      ->type_name("URI");
-  cmd->add_option("-o,--options", target->options,
-                  "Mount options, comma-separated: errors=remount-ro|zone-ro|zone-offline|repair, "
-                  "explicit-open, seq_buffered=writethrough|reject, cache_size=SIZE, ...")
-      ->type_name("OPTIONS");
+  CLI::Option* device =
+      cmd->add_option("--device,-d", target->device,
+                      "Device holding the volume (emu:DIR, mem:?..., zbd:/dev/X), mounted in this "
+                      "process for the command")
+          ->type_name("URI");
+  CLI::Option* options =
+      cmd->add_option("-o,--options", target->options,
+                      "Mount options with --device, comma-separated: "
+                      "errors=remount-ro|zone-ro|zone-offline|repair, explicit-open, "
+                      "seq_buffered=writethrough|reject, cache_size=SIZE, ...")
+          ->type_name("OPTIONS");
+  AddDaemonOptions(cmd, target, device, options);
 }
 
 // A failed C API call as a Status. zfile_last_error() is the message; it
@@ -78,8 +144,9 @@ Status ApiError(int ret) {
 Status Check(int ret) { return ret < 0 ? ApiError(ret) : Status(); }
 
 Result<zapi::Vol> OpenVolume(const VolumeTarget& target) {
-  auto [err, vol] = zapi::Vol::Open(target.device.c_str(),
-                                    target.options.empty() ? nullptr : target.options.c_str());
+  const std::string uri = target.Uri();
+  auto [err, vol] =
+      zapi::Vol::Open(uri.c_str(), target.options.empty() ? nullptr : target.options.c_str());
   if (err != 0) return ApiError(err);
   return std::move(vol);
 }
@@ -102,11 +169,12 @@ Status CloseAll(zapi::File* file, zapi::Vol* vol) {
 
 // --stats on the commands that do I/O: a mount made for one command starts
 // its counters at zero and loses them at exit, so `zfile stats` in a later
-// command cannot show what this one did; this can.
+// command cannot show what this one did; this can. (A daemon's volume keeps
+// its counters, so there both ways show them.)
 void AddStatsFlag(CLI::App* cmd, bool* stats) {
   cmd->add_flag("--stats", *stats,
-                "Print this mount's counters (as `zfile stats --json`) to standard error at the "
-                "end, before the volume is unmounted");
+                "Print the volume's counters (as `zfile stats --json`) to standard error at the "
+                "end: this command's own mount with --device, the daemon's volume with --volume");
 }
 
 Status PrintStats(zapi::Vol& vol) {
@@ -412,7 +480,7 @@ void RegisterLs(CLI::App* app, CommandTable* table) {
   cmd->footer(
       "Examples:\n"
       "  zfile ls --device emu:/var/tmp/zdev\n"
-      "  zfile ls seq -l --device emu:/var/tmp/zdev");
+      "  zfile ls seq -l --volume data --socket /run/zfiled/zfiled.sock");
   table->Add(cmd, [opt] { return RunLs(*opt); });
 }
 
@@ -488,7 +556,10 @@ void RegisterStat(CLI::App* app, CommandTable* table) {
   cmd->add_option("PATH", opt->path, "File (cnv/N, seq/N) or directory")->required();
   AddVolumeOptions(cmd, &opt->target);
   cmd->add_flag("--json", opt->json, "JSON object with every field of zfile_stat");
-  cmd->footer("Example:\n  zfile stat seq/3 --device emu:/var/tmp/zdev --json");
+  cmd->footer(
+      "Examples:\n"
+      "  zfile stat seq/3 --device emu:/var/tmp/zdev --json\n"
+      "  zfile stat seq/3 --volume data");
   table->Add(cmd, [opt] { return RunStat(*opt); });
 }
 
@@ -548,7 +619,8 @@ void RegisterCat(CLI::App* app, CommandTable* table) {
   cmd->footer(
       "Examples:\n"
       "  zfile cat seq/0 --device emu:/var/tmp/zdev > seq0.bin\n"
-      "  zfile cat cnv/0 --device emu:/var/tmp/zdev --direct --offset 1M --length 64K | xxd");
+      "  zfile cat cnv/0 --device emu:/var/tmp/zdev --direct --offset 1M --length 64K | xxd\n"
+      "  zfile cat seq/0 --volume data > seq0.bin");
   table->Add(cmd, [opt] { return RunCat(*opt); });
 }
 
@@ -705,7 +777,8 @@ void RegisterWrite(CLI::App* app, CommandTable* table) {
       "Examples:\n"
       "  zfile write cnv/0 --device emu:/var/tmp/zdev --from data.bin --offset 1M\n"
       "  head -c 64K /dev/urandom | zfile write seq/0 --device emu:/var/tmp/zdev --append "
-      "--direct");
+      "--direct\n"
+      "  zfile write seq/1 --volume data --append --sync --from data.bin");
   table->Add(cmd, [opt] { return RunWrite(*opt); });
 }
 
@@ -742,7 +815,8 @@ void RegisterTruncate(CLI::App* app, CommandTable* table) {
   AddStatsFlag(cmd, &opt->stats);
   cmd->footer(
       "Any other size, and any conventional file, is refused (EPERM), as on zonefs.\n\n"
-      "Example:\n  zfile truncate seq/3 0 --device emu:/var/tmp/zdev");
+      "Examples:\n  zfile truncate seq/3 0 --device emu:/var/tmp/zdev\n"
+      "  zfile truncate seq/3 0 --volume data");
   table->Add(cmd, [opt] { return RunTruncate(*opt); });
 }
 
@@ -754,12 +828,19 @@ struct VolInfoOptions {
   bool json = false;
 };
 
-void PrintVolInfoText(const std::string& device, const struct zfile_vol_info& info) {
+void PrintVolInfoText(const VolumeTarget& target, const struct zfile_vol_info& info) {
   std::string out;
   auto line = [&out](std::string_view key, const std::string& value) {
     fmt::format_to(std::back_inserter(out), "{:<21}{}\n", fmt::format("{}:", key), value);
   };
-  line("device", device);
+  // A daemon does not say which device holds its volume; its name and
+  // socket are what the user gave.
+  if (target.daemon) {
+    line("volume", target.volume);
+    line("zfiled socket", target.socket.empty() ? "(default)" : target.socket);
+  } else {
+    line("device", target.device);
+  }
   line("label", info.label[0] == '\0' ? "(none)" : std::string(info.label));
   line("uuid", info.uuid);
   line("conventional files", std::to_string(info.nr_cnv_files));
@@ -775,10 +856,14 @@ void PrintVolInfoText(const std::string& device, const struct zfile_vol_info& in
   fmt::print("{}", out);
 }
 
-void PrintVolInfoJson(const std::string& device, const struct zfile_vol_info& info) {
+void PrintVolInfoJson(const VolumeTarget& target, const struct zfile_vol_info& info) {
   JsonWriter json;
   json.BeginObject();
-  json.Key("device").String(device);
+  if (target.daemon) {
+    json.Key("volume").String(target.volume);
+  } else {
+    json.Key("device").String(target.device);
+  }
   json.Key("label").String(info.label);
   json.Key("uuid").String(info.uuid);
   json.Key("nr_cnv_files").Uint(info.nr_cnv_files);
@@ -802,19 +887,18 @@ Status RunVolInfo(const VolInfoOptions& opt) {
   ZF_RETURN_IF_ERROR(Check(vol.Info(&info)));
   ZF_RETURN_IF_ERROR(CloseAll(nullptr, &vol));
   if (opt.json) {
-    PrintVolInfoJson(opt.target.device, info);
+    PrintVolInfoJson(opt.target, info);
   } else {
-    PrintVolInfoText(opt.target.device, info);
+    PrintVolInfoText(opt.target, info);
   }
   return Status();
 }
 
 }  // namespace
 
-Status RunVolumeInfo(const std::string& device, const std::string& options, bool json) {
+Status RunVolumeInfo(const VolumeTarget& target, bool json) {
   VolInfoOptions opt;
-  opt.target.device = device;
-  opt.target.options = options;
+  opt.target = target;
   opt.json = json;
   return RunVolInfo(opt);
 }
@@ -920,9 +1004,12 @@ void RegisterStats(CLI::App* app, CommandTable* table) {
   AddVolumeOptions(cmd, &opt->target);
   cmd->add_flag("--json", opt->json, "The JSON object zfile_vol_stats returns");
   cmd->footer(
-      "With --device the counters cover this command's own mount, which has done no I/O yet: use "
-      "--stats\non cat, write or truncate to see what one command did.\n\n"
-      "Example:\n  zfile stats --device emu:/var/tmp/zdev --json | jq .zone_resets");
+      "With --volume the counters are the daemon's for that volume, since it mounted it. With "
+      "--device\nthey cover this command's own mount, which has done no I/O yet: use --stats on "
+      "cat, write or\ntruncate to see what one command did.\n\n"
+      "Examples:\n"
+      "  zfile stats --volume data\n"
+      "  zfile stats --device emu:/var/tmp/zdev --json | jq .zone_resets");
   table->Add(cmd, [opt] { return RunStats(*opt); });
 }
 
@@ -1104,7 +1191,9 @@ void RegisterZones(CLI::App* app, CommandTable* table) {
                   "UTF-8 terminal)")
       ->check(CLI::IsMember({"auto", "utf8", "ascii"}))
       ->default_val("auto");
-  cmd->footer("Example:\n  zfile zones --map --device emu:/var/tmp/zdev");
+  cmd->footer(
+      "Examples:\n  zfile zones --map --device emu:/var/tmp/zdev\n"
+      "  zfile zones --map --volume data");
   table->Add(cmd, [opt] { return RunZones(*opt); });
 }
 

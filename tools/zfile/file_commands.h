@@ -1,9 +1,10 @@
-// File subcommands of zfile: ls, stat, cat, write, truncate, stats, zones (and the volume
-// half of info)
-// and zones. They mount a volume and work on its files through the public
-// C API (zfile/zfile.hpp over zfile/zfile.h) only, never the engine, so
-// they behave exactly as an application linking libzfile would, and will
-// work unchanged against a daemon once zfile_vol_open accepts its URIs.
+// File subcommands of zfile: ls, stat, cat, write, truncate, stats, zones
+// (and the volume half of info). They work on a volume's files through the
+// public C API (zfile/zfile.hpp over zfile/zfile.h) only, never the engine,
+// so they behave exactly as an application linking libzfile would: on a
+// device mounted in this process (--device URI), or on a volume a running
+// zfiled serves (--volume NAME, --socket PATH), which is only another URI
+// for zfile_vol_open.
 #ifndef ZFILE_TOOLS_ZFILE_FILE_COMMANDS_H_
 #define ZFILE_TOOLS_ZFILE_FILE_COMMANDS_H_
 
@@ -17,11 +18,37 @@
 
 namespace zfile::cli {
 
+// The volume a file command works on, as the user named it: a device to
+// mount in this process (embedded, exclusive), or a volume of a running
+// zfiled.
+struct VolumeTarget {
+  std::string device;
+  std::string options;  // mount options, embedded only
+  std::string volume;   // a daemon's volume name ("default" with --socket alone)
+  std::string socket;   // the daemon's socket ("" = $ZFILED_SOCKET or the default)
+  bool daemon = false;  // --volume or --socket was given
+
+  // The URI zfile_vol_open takes: the device, "zfiled:NAME", or
+  // "unix:SOCKET?volume=NAME".
+  std::string Uri() const;
+};
+
 void RegisterFileCommands(CLI::App* app, CommandTable* table);
 
-// `zfile info --device URI`: the volume on the device (files, sizes, zone
-// limits and use, label, UUID), mounted in this process for the command.
-Status RunVolumeInfo(const std::string& device, const std::string& options, bool json);
+// Adds --volume NAME and --socket PATH to `cmd`, and a check, run when the
+// command line is parsed, that exactly one of --device and the daemon
+// options was given and that no mount options go to a daemon: a usage error
+// (exit 2) in words otherwise. `device_option` names a device for the
+// volume (--device), `options_option` its mount options. A command that can
+// also work on a device itself, not its volume (`info URI`), passes that
+// option as `raw_device_option`: then exactly one of the three is needed.
+void AddDaemonOptions(CLI::App* cmd, VolumeTarget* target, CLI::Option* device_option,
+                      CLI::Option* options_option, CLI::Option* raw_device_option = nullptr);
+
+// `zfile info --device URI` or `--volume NAME`: the volume (files, sizes,
+// zone limits and use, label, UUID), mounted in this process for the command
+// or asked of the daemon.
+Status RunVolumeInfo(const VolumeTarget& target, bool json);
 
 }  // namespace zfile::cli
 

@@ -1,4 +1,4 @@
-// zfile: command-line tool for zoned devices and (later) zfile volumes.
+// zfile: command-line tool for zoned devices and zfile volumes (embedded or served by zfiled).
 //
 // Exit status: 0 on success, 1 when the operation failed (the reason is
 // printed as "zfile: <message>"), 2 for bad usage (unknown option, missing
@@ -37,6 +37,11 @@ constexpr const char kExamples[] =
     "  zfile mkfs emu:/var/tmp/zdev -L data -o aggr_cnv,perm=0660\n"
     "  zfile ls seq -l --device emu:/var/tmp/zdev\n"
     "  zfile zones --map --device emu:/var/tmp/zdev\n"
+    "  zfile cat seq/0 --volume data --socket /run/zfiled/zfiled.sock\n"
+    "\n"
+    "File commands (ls, stat, cat, write, truncate, stats, zones, info --device) work on a "
+    "device\nmounted in this process (--device URI) or on a volume of a running zfiled "
+    "(--volume NAME,\n--socket PATH).\n"
     "\n"
     "Devices: emu:DIR (emulated, in a directory), mem:?size=1G&zone_size=64M (emulated, in "
     "memory),\nzbd:/dev/X (kernel zoned block device). Sizes take K, M, G, T suffixes.";
