@@ -41,6 +41,13 @@ namespace proto = zfile::protocol;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kArenaSize = 64 * kPage;
 
+// A handle of the stand-in daemon: the file and whether it was opened with
+// O_APPEND.
+struct OpenFile {
+  std::string path;
+  bool append = false;
+};
+
 // What the stand-in daemon saw, for the tests to check.
 struct Seen {
   std::vector<uint64_t> write_lengths;  // PWRITE and APPEND, in order
@@ -86,6 +93,10 @@ class FakeDaemon {
   // Appends and writes to "cnv/short" take at most this much per request.
   void set_short_write(uint64_t n) { short_write_ = n; }
 
+  // From now on every APPEND is followed at once by a page of 'Z' from
+  // another (imaginary) appender, before the next request is served.
+  void set_interloper() { interloper_ = true; }
+
   Seen seen() {
     std::lock_guard<std::mutex> lock(mu_);
     return seen_;
@@ -110,7 +121,7 @@ class FakeDaemon {
     proto::FrameReader reader(sock.get());
     proto::SessionLimits limits;
     uint8_t* shm = nullptr;
-    std::map<uint64_t, std::string> handles;
+    std::map<uint64_t, OpenFile> handles;
     uint64_t next_handle = 1;
     proto::UniqueFd arena;
     for (;;) {
@@ -132,8 +143,8 @@ class FakeDaemon {
   }
 
   proto::Reply Handle(const proto::Request& any, proto::Frame& f, proto::SessionLimits* limits,
-                      uint8_t** shm, std::map<uint64_t, std::string>* handles,
-                      uint64_t* next_handle, proto::UniqueFd* arena, std::vector<int>* fds) {
+                      uint8_t** shm, std::map<uint64_t, OpenFile>* handles, uint64_t* next_handle,
+                      proto::UniqueFd* arena, std::vector<int>* fds) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto* r = std::get_if<proto::HelloRequest>(&any)) {
       ++seen_.hellos;
@@ -159,7 +170,7 @@ class FakeDaemon {
     if (auto* r = std::get_if<proto::OpenRequest>(&any)) {
       proto::OpenReply reply;
       reply.handle = (*next_handle)++;
-      (*handles)[reply.handle] = r->path;
+      (*handles)[reply.handle] = OpenFile{r->path, (r->flags & O_APPEND) != 0};
       return reply;
     }
     if (auto* r = std::get_if<proto::CloseRequest>(&any)) {
@@ -168,25 +179,39 @@ class FakeDaemon {
       return proto::CloseReply{};
     }
     if (auto* r = std::get_if<proto::PwriteRequest>(&any)) {
-      std::string& data = files_[handles->at(r->handle)];
-      const uint64_t n = Cap(handles->at(r->handle), r->length);
-      if (data.size() < r->offset + n) data.resize(r->offset + n);
-      std::memcpy(data.data() + r->offset, *shm + r->shm_offset, n);
+      const OpenFile& file = handles->at(r->handle);
+      std::string& data = files_[file.path];
+      const uint64_t n = Cap(file.path, r->length);
+      uint64_t offset = r->offset;
+      // Sequential files as the engine keeps them: an O_APPEND handle
+      // writes at the write pointer, any other only there.
+      if (file.path.starts_with("seq/")) {
+        if (file.append) offset = data.size();
+        if (offset != data.size()) {
+          return proto::ErrorReply<proto::PwriteReply>(
+              Status(EINVAL, "write at " + std::to_string(offset) +
+                                 " is not at the write pointer " + std::to_string(data.size())));
+        }
+      }
+      if (data.size() < offset + n) data.resize(offset + n);
+      std::memcpy(data.data() + offset, *shm + r->shm_offset, n);
       proto::PwriteReply reply;
       reply.result = static_cast<int64_t>(n);
       return reply;
     }
     if (auto* r = std::get_if<proto::AppendRequest>(&any)) {
-      std::string& data = files_[handles->at(r->handle)];
-      const uint64_t n = Cap(handles->at(r->handle), r->length);
+      std::string& data = files_[handles->at(r->handle).path];
+      const uint64_t n = Cap(handles->at(r->handle).path, r->length);
       proto::AppendReply reply;
       reply.offset = data.size();
       data.append(reinterpret_cast<const char*>(*shm + r->shm_offset), n);
+      // Another appender gets in right behind this one.
+      if (interloper_) data.append(kPage, 'Z');
       reply.result = static_cast<int64_t>(n);
       return reply;
     }
     if (auto* r = std::get_if<proto::PreadRequest>(&any)) {
-      const std::string& data = files_[handles->at(r->handle)];
+      const std::string& data = files_[handles->at(r->handle).path];
       const uint64_t n =
           r->offset >= data.size() ? 0 : std::min(r->length, data.size() - r->offset);
       if (n > 0) std::memcpy(*shm + r->shm_offset, data.data() + r->offset, n);
@@ -196,7 +221,7 @@ class FakeDaemon {
     }
     if (auto* r = std::get_if<proto::FstatRequest>(&any)) {
       proto::FstatReply reply;
-      reply.stat.size = files_[handles->at(r->handle)].size();
+      reply.stat.size = files_[handles->at(r->handle).path].size();
       reply.stat.type = ZFILE_TYPE_SEQ;
       reply.stat.cond = ZFILE_COND_IMP_OPEN;
       return reply;
@@ -204,7 +229,7 @@ class FakeDaemon {
     if (auto* r = std::get_if<proto::MapRequest>(&any)) {
       // The view's pages go into the arena in reverse order, so the client
       // must put each extent in its place to see the bytes in order.
-      const std::string& data = files_[handles->at(r->handle)];
+      const std::string& data = files_[handles->at(r->handle).path];
       const uint64_t first = r->offset / kPage;
       const uint64_t pages = (r->offset + r->length - 1) / kPage - first + 1;
       void* mem = ::mmap(nullptr, kArenaSize, PROT_READ | PROT_WRITE, MAP_SHARED, arena->get(), 0);
@@ -245,6 +270,7 @@ class FakeDaemon {
   proto::UniqueFd listener_;
   std::thread acceptor_;
   std::atomic<uint64_t> short_write_{UINT64_MAX};
+  std::atomic<bool> interloper_{false};
 
   std::mutex mu_;
   std::vector<std::thread> sessions_;         // guarded by mu_ (joined after acceptor_)
@@ -342,6 +368,87 @@ TEST_F(ClientBackend, LargeAppendLandsContiguouslyAndReportsTheFirstOffset) {
   EXPECT_EQ(st.type, ZFILE_TYPE_SEQ);
   EXPECT_EQ(st.cond, ZFILE_COND_IMP_OPEN);
   EXPECT_EQ(zfile_close(f), 0);
+}
+
+// An append larger than the region is more than one request; another
+// appender that lands between them must not end up inside the range the
+// call reports. The call stops short instead, at the bytes that are
+// contiguous at the offset it reports.
+TEST_F(ClientBackend, AppendInterleavedByAnotherAppenderEndsShort) {
+  daemon_.set_interloper();
+  for (const int flags : {O_RDWR, O_RDWR | O_APPEND}) {
+    SCOPED_TRACE(flags);
+    const std::string path = (flags & O_APPEND) != 0 ? "seq/1" : "seq/0";
+    zfile_file* f = nullptr;
+    ASSERT_EQ(zfile_open(vol_, path.c_str(), flags, &f), 0) << zfile_last_error();
+    auto data = Pattern(kClientShmSize + 4 * kPage, 6);
+    uint64_t where = 99;
+    EXPECT_EQ(zfile_append(f, data.data(), data.size(), &where), ssize_t(kClientShmSize))
+        << zfile_last_error();
+    EXPECT_EQ(where, 0u);
+    const std::string file = daemon_.file(path);
+    ASSERT_GE(file.size(), kClientShmSize + kPage);
+    EXPECT_EQ(file.compare(0, kClientShmSize, data.data(), kClientShmSize), 0);
+    EXPECT_EQ(file.substr(kClientShmSize, kPage), std::string(kPage, 'Z'));
+    EXPECT_EQ(zfile_close(f), 0);
+  }
+}
+
+// Two processes' worth of appenders (a volume handle each, so a session
+// each) append calls larger than the region to one file at once: whatever
+// a call reports must hold its own data only, whole. A short count is
+// fine (that is how an interleaving shows); every byte the file has was
+// reported by one call or the other.
+TEST_F(ClientBackend, ConcurrentLargeAppendsNeverInterleaveInAReportedRange) {
+  constexpr size_t kLen = kClientShmSize + kClientShmSize / 2;  // 12 MiB: 2 pieces
+  constexpr int kRounds = 4;
+  struct Landed {
+    uint64_t where;
+    size_t len;
+    unsigned seed;
+  };
+  std::mutex mu;
+  std::vector<Landed> landed;
+  std::atomic<int> failures{0};
+  auto appender = [&](unsigned seed) {
+    zfile_vol* vol = nullptr;
+    if (zfile_vol_open(daemon_.uri().c_str(), nullptr, &vol) != 0) {
+      ++failures;
+      return;
+    }
+    zfile_file* f = nullptr;
+    if (zfile_open(vol, "seq/0", O_RDWR, &f) != 0) {
+      ++failures;
+    } else {
+      for (int round = 0; round < kRounds; ++round) {
+        auto data = Pattern(kLen, seed + 2 * round);
+        uint64_t where = 0;
+        const ssize_t n = zfile_append(f, data.data(), data.size(), &where);
+        if (n <= 0 || size_t(n) > kLen) {
+          ++failures;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        landed.push_back({where, size_t(n), seed + 2 * round});
+      }
+      if (zfile_close(f) != 0) ++failures;
+    }
+    if (zfile_vol_close(vol) != 0) ++failures;
+  };
+  std::thread a(appender, 10), b(appender, 11);
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
+  const std::string file = daemon_.file("seq/0");
+  size_t reported = 0;
+  for (const Landed& l : landed) {
+    SCOPED_TRACE("call of seed " + std::to_string(l.seed) + " at " + std::to_string(l.where));
+    reported += l.len;
+    ASSERT_LE(l.where + l.len, file.size());
+    const auto want = Pattern(kLen, l.seed);
+    EXPECT_EQ(file.compare(l.where, l.len, want.data(), l.len), 0);
+  }
+  EXPECT_EQ(reported, file.size());
 }
 
 TEST_F(ClientBackend, ViewIsAssembledFromScatteredArenaPages) {

@@ -1,5 +1,6 @@
 #include "client/client_backend.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -114,6 +115,33 @@ size_t PieceSize(const Connection& conn) {
   return region - region % block;
 }
 
+// With conn.mu() held: sends `request`, whose reply is of type R, for its
+// effect only, unless the session is already gone (the daemon then dropped
+// whatever the request would have ended along with the session).
+template <typename R>
+void CallUnlessBroken(Connection& conn, const proto::Request& request) {
+  if (!conn.broken()) (void)conn.Call<R>(request);
+}
+
+// Takes a file or view out of the counts it was added to: its connection's
+// pins and the volume's `count` (files or views).
+void Uncount(Connection& conn, std::atomic<int>& count) {
+  conn.pins().fetch_sub(1);
+  count.fetch_sub(1);
+}
+
+// What a closing file or unmapped view does: ends it in the daemon with
+// `request` (an R comes back; a failure there is not the caller's to see,
+// as the object is gone either way), then uncounts it.
+template <typename R>
+void Release(Connection& conn, const proto::Request& request, std::atomic<int>& count) {
+  {
+    std::lock_guard<std::mutex> lock(conn.mu());
+    CallUnlessBroken<R>(conn, request);
+  }
+  Uncount(conn, count);
+}
+
 class ClientView final : public ViewBackend {
  public:
   ClientView(std::shared_ptr<ClientState> state, std::shared_ptr<Connection> conn, uint64_t view_id,
@@ -130,17 +158,9 @@ class ClientView final : public ViewBackend {
     // Our mapping goes first: once the daemon unpins the pages it may reuse
     // them for other data.
     ::munmap(base_, mapped_);
-    {
-      std::lock_guard<std::mutex> lock(conn_->mu());
-      // A daemon that went away dropped the pin with the session.
-      if (!conn_->broken()) {
-        proto::UnmapRequest req;
-        req.view_id = view_id_;
-        (void)conn_->Call<proto::UnmapReply>(req);
-      }
-    }
-    conn_->pins().fetch_sub(1);
-    state_->views.fetch_sub(1);
+    proto::UnmapRequest req;
+    req.view_id = view_id_;
+    Release<proto::UnmapReply>(*conn_, req, state_->views);
   }
 
   const void* data() const override { return data_; }
@@ -158,107 +178,82 @@ class ClientView final : public ViewBackend {
 
 class ClientFile final : public FileBackend {
  public:
-  ClientFile(std::shared_ptr<ClientState> state, std::shared_ptr<Connection> conn, uint64_t handle)
+  ClientFile(std::shared_ptr<ClientState> state, std::shared_ptr<Connection> conn, uint64_t handle,
+             int flags)
       : state_(std::move(state)),
         conn_(std::move(conn)),
         handle_(handle),
-        piece_(PieceSize(*conn_)) {}
+        piece_(PieceSize(*conn_)),
+        o_append_((flags & O_APPEND) != 0) {}
 
   ~ClientFile() override {
-    {
-      std::lock_guard<std::mutex> lock(conn_->mu());
-      if (!conn_->broken()) {
-        proto::CloseRequest req;
-        req.handle = handle_;
-        (void)conn_->Call<proto::CloseReply>(req);
-      }
-    }
-    conn_->pins().fetch_sub(1);
-    state_->files.fetch_sub(1);
+    proto::CloseRequest req;
+    req.handle = handle_;
+    Release<proto::CloseReply>(*conn_, req, state_->files);
   }
 
   Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     auto* out = static_cast<uint8_t*>(buf);
-    size_t done = 0;
-    // At least one request, so that a read of 0 bytes is still checked by
-    // the engine (a write-only handle, ...), as in embedded mode.
-    do {
-      const size_t piece = std::min(len - done, piece_);
-      proto::PreadRequest req;
-      req.handle = handle_;
-      req.offset = offset + done;
-      req.length = piece;
-      req.rwf = rwf;
-      req.shm_offset = 0;
-      auto reply = conn_->Call<proto::PreadReply>(req);
-      if (!reply.ok()) {
-        // What was read is the caller's, as with a short read(2).
-        if (done > 0) break;
-        return reply.status();
-      }
-      const auto n = static_cast<uint64_t>(reply->result);
-      if (n > piece) return conn_->Break(TooMuch("PREAD", n, piece));
-      if (n > 0) std::memcpy(out + done, conn_->shm(), n);
-      done += n;
-      if (n < piece) break;  // end of file (or of what could be read)
-    } while (done < len);
-    return done;
+    return InPieces(
+        "PREAD", len,
+        [&](size_t done, size_t piece) -> Result<uint64_t> {
+          proto::PreadRequest req;
+          req.handle = handle_;
+          req.offset = offset + done;
+          req.length = piece;
+          req.rwf = rwf;
+          req.shm_offset = 0;
+          ZF_ASSIGN_OR_RETURN(proto::PreadReply reply, conn_->Call<proto::PreadReply>(req));
+          return static_cast<uint64_t>(reply.result);
+        },
+        [&](size_t done, uint64_t n) {
+          if (n > 0) std::memcpy(out + done, conn_->shm(), n);
+        });
   }
 
   Result<size_t> PWrite(const void* buf, size_t len, uint64_t offset, int rwf) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     const auto* in = static_cast<const uint8_t*>(buf);
-    size_t done = 0;
-    do {
-      const size_t piece = std::min(len - done, piece_);
-      if (piece > 0) std::memcpy(conn_->shm(), in + done, piece);
-      proto::PwriteRequest req;
-      req.handle = handle_;
-      req.offset = offset + done;
-      req.length = piece;
-      req.rwf = rwf;
-      req.shm_offset = 0;
-      auto reply = conn_->Call<proto::PwriteReply>(req);
-      if (!reply.ok()) {
-        if (done > 0) break;
-        return reply.status();
-      }
-      const auto n = static_cast<uint64_t>(reply->result);
-      if (n > piece) return conn_->Break(TooMuch("PWRITE", n, piece));
-      done += n;
-      if (n < piece) break;
-    } while (done < len);
-    return done;
+    return InPieces("PWRITE", len, [&](size_t done, size_t piece) {
+      CopyIn(in + done, piece);
+      return SendPwrite(offset + done, piece, rwf);
+    });
   }
 
+  // Only the first piece is an APPEND. Another appender (another session,
+  // another process) may land between two requests of ours, so the
+  // following pieces are PWRITEs right behind the first one: a sequential
+  // file refuses a write that is not at its write pointer, and an
+  // interleaving then ends the call short, with every byte reported lying
+  // contiguously at *landed, as in embedded mode (which appends in one
+  // go). The exception is a handle opened with O_APPEND, whose PWRITEs land
+  // at the write pointer wherever they are aimed: there every piece is an
+  // APPEND, and one that did not land right behind its predecessor ends the
+  // call short (its bytes are in the file past the interloper's, but not
+  // counted).
   Result<size_t> Append(const void* buf, size_t len, uint64_t* landed) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     const auto* in = static_cast<const uint8_t*>(buf);
-    size_t done = 0;
-    // Each piece lands at the write pointer; pieces are sent back to back
-    // under the connection's lock, so (unless another process appends to
-    // the same file meanwhile) they are contiguous, and the call reports
-    // where the first one landed.
-    do {
-      const size_t piece = std::min(len - done, piece_);
-      if (piece > 0) std::memcpy(conn_->shm(), in + done, piece);
-      proto::AppendRequest req;
-      req.handle = handle_;
-      req.length = piece;
-      req.shm_offset = 0;
-      auto reply = conn_->Call<proto::AppendReply>(req);
-      if (!reply.ok()) {
-        if (done > 0) break;
-        return reply.status();
-      }
-      const auto n = static_cast<uint64_t>(reply->result);
-      if (n > piece) return conn_->Break(TooMuch("APPEND", n, piece));
-      if (done == 0 && landed != nullptr) *landed = reply->offset;
-      done += n;
-      if (n < piece) break;
-    } while (done < len);
-    return done;
+    uint64_t start = 0;
+    Result<size_t> moved =
+        InPieces("APPEND", len, [&](size_t done, size_t piece) -> Result<uint64_t> {
+          CopyIn(in + done, piece);
+          if (done > 0 && !o_append_) return SendPwrite(start + done, piece, /*rwf=*/0);
+          proto::AppendRequest req;
+          req.handle = handle_;
+          req.length = piece;
+          req.shm_offset = 0;
+          ZF_ASSIGN_OR_RETURN(proto::AppendReply reply, conn_->Call<proto::AppendReply>(req));
+          if (done == 0) {
+            start = reply.offset;
+          } else if (reply.offset != start + done) {
+            return Status(EAGAIN, "another append landed in the middle of this one");
+          }
+          return static_cast<uint64_t>(reply.result);
+        });
+    if (moved.ok() && landed != nullptr) *landed = start;
+    return moved;
   }
 
   Status Fsync() override {
@@ -297,7 +292,7 @@ class ClientFile final : public FileBackend {
     auto give_back = [&](Status why) {
       proto::UnmapRequest unmap;
       unmap.view_id = reply.view_id;
-      if (!conn_->broken()) (void)conn_->Call<proto::UnmapReply>(unmap);
+      CallUnlessBroken<proto::UnmapReply>(*conn_, unmap);
       return why;
     };
     if (conn_->arena_fd() < 0) {
@@ -347,10 +342,64 @@ class ClientFile final : public FileBackend {
                               what + " of " + std::to_string(asked));
   }
 
+  // With mu() held: carries out one call of `len` bytes as requests of at
+  // most piece_ bytes each, in order. `send(done, piece)` sends the piece
+  // that starts `done` bytes into the call and returns how many bytes the
+  // daemon says it moved; `received(done, n)` then takes them (a read
+  // copies them out of the region). At least one request is sent, so that
+  // a call of 0 bytes is still checked by the engine (a write-only handle,
+  // ...), as in embedded mode. A short piece ends the call (end of file, a
+  // full zone, ...). A failure after some bytes ends it short too: what was
+  // done is the caller's, as with a short read(2)/write(2); a failure of
+  // the first piece is the call's error. A count larger than the piece
+  // breaks the connection (`what` names the request in that error).
+  template <typename Send, typename Received>
+  Result<size_t> InPieces(const char* what, size_t len, Send send, Received received) {
+    size_t done = 0;
+    do {
+      const size_t piece = std::min(len - done, piece_);
+      Result<uint64_t> n = send(done, piece);
+      if (!n.ok()) {
+        if (done > 0) break;
+        return n.status();
+      }
+      if (*n > piece) return conn_->Break(TooMuch(what, *n, piece));
+      received(done, *n);
+      done += *n;
+      if (*n < piece) break;
+    } while (done < len);
+    return done;
+  }
+  template <typename Send>
+  Result<size_t> InPieces(const char* what, size_t len, Send send) {
+    return InPieces(what, len, send, [](size_t, uint64_t) {});
+  }
+
+  // With mu() held: the region's first `len` bytes become `data`'s.
+  void CopyIn(const uint8_t* data, size_t len) {
+    if (len > 0) std::memcpy(conn_->shm(), data, len);
+  }
+
+  // With mu() held: a PWRITE of the region's first `len` bytes at
+  // `offset`; the bytes written.
+  Result<uint64_t> SendPwrite(uint64_t offset, size_t len, int rwf) {
+    proto::PwriteRequest req;
+    req.handle = handle_;
+    req.offset = offset;
+    req.length = len;
+    req.rwf = rwf;
+    req.shm_offset = 0;
+    ZF_ASSIGN_OR_RETURN(proto::PwriteReply reply, conn_->Call<proto::PwriteReply>(req));
+    return static_cast<uint64_t>(reply.result);
+  }
+
   const std::shared_ptr<ClientState> state_;
   const std::shared_ptr<Connection> conn_;
   const uint64_t handle_;
   const size_t piece_;
+  // Opened with O_APPEND: every write of this handle lands at the write
+  // pointer (see Append).
+  const bool o_append_;
 };
 
 class ClientVolume final : public VolBackend {
@@ -409,11 +458,10 @@ class ClientVolume final : public VolBackend {
       }
       if (reply.ok()) {
         return std::unique_ptr<FileBackend>(
-            std::make_unique<ClientFile>(state_, conn, reply->handle));
+            std::make_unique<ClientFile>(state_, conn, reply->handle, flags));
       }
       // ConnectionForFile counted the file in; it did not open.
-      conn->pins().fetch_sub(1);
-      state_->files.fetch_sub(1);
+      Uncount(*conn, state_->files);
       if (!conn->broken() || attempt > 0) return reply.status();
     }
   }

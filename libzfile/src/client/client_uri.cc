@@ -51,7 +51,11 @@ Result<ClientTarget> ParseClientUri(std::string_view uri) {
     const std::string_view name = uri.substr(7);
     ZF_RETURN_IF_ERROR(CheckVolumeName(uri, name));
     target.volume = std::string(name);
-    const char* env = std::getenv(kZfiledSocketEnv);
+    // secure_getenv: in a setuid/setgid (or otherwise privileged, AT_SECURE)
+    // program linked with libzfile, the environment belongs to the
+    // unprivileged caller, who must not be able to point the program at a
+    // daemon of its own choosing; such programs use the default socket.
+    const char* env = ::secure_getenv(kZfiledSocketEnv);
     target.socket_path = env != nullptr && env[0] != '\0' ? env : kDefaultZfiledSocket;
     return target;
   }

@@ -3,7 +3,9 @@
 //
 //   zfiled:NAME                 volume NAME of the daemon at the default
 //                               socket ($ZFILED_SOCKET when set and not
-//                               empty, else /run/zfiled/zfiled.sock)
+//                               empty and the process is not setuid/
+//                               setgid/AT_SECURE, else
+//                               /run/zfiled/zfiled.sock)
 //   unix:PATH?volume=NAME       volume NAME of the daemon listening on PATH
 #ifndef ZFILE_CLIENT_CLIENT_URI_H_
 #define ZFILE_CLIENT_CLIENT_URI_H_
@@ -30,7 +32,8 @@ bool IsClientUri(std::string_view uri);
 // The socket and volume `uri` names. EINVAL, saying what is wrong and what
 // was expected, for anything else: another scheme, an empty or malformed
 // volume name, a unix: URI without a path or volume, unknown parameters.
-// Reads ZFILED_SOCKET for the zfiled: form.
+// Reads ZFILED_SOCKET for the zfiled: form, through secure_getenv(): a
+// privileged (AT_SECURE) process ignores it and uses kDefaultZfiledSocket.
 Result<ClientTarget> ParseClientUri(std::string_view uri);
 
 }  // namespace zfile

@@ -129,8 +129,8 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
   const proto::MessageType type = proto::TypeOf(request);
   // A request the codec refuses (a path too long, ...) is the caller's
   // error; nothing was sent, so the connection stays good.
-  ZF_ASSIGN_OR_RETURN(std::vector<uint8_t> frame, proto::EncodeRequest(id, request));
-  Status sent = proto::SendFrame(sock_.get(), frame, fds);
+  ZF_RETURN_IF_ERROR(proto::EncodeRequest(id, request, &send_buf_));
+  Status sent = proto::SendFrame(sock_.get(), send_buf_, fds);
   if (!sent.ok()) {
     return Break(Status(sent.err() == EPIPE ? EPIPE : ECONNRESET,
                         "zfiled went away (sending a " + std::string(proto::MessageTypeName(type)) +

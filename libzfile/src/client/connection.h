@@ -101,6 +101,7 @@ class Connection {
 
   // Guarded by mu_.
   uint64_t next_request_id_ = 1;
+  std::vector<uint8_t> send_buf_;  // every request is encoded here
   Status broken_;
   protocol::SessionLimits limits_;
 

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -18,6 +19,14 @@ constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * kMaxFdsPerFrame);
 
 std::string Count(size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// A frame that came with more descriptors than any frame may carry (the
+// kernel closed those past kMaxFdsPerFrame, we close the rest).
+Status TooManyFds() {
+  return Status(EPROTO, "more file descriptors arrived than the " +
+                            std::to_string(kMaxFdsPerFrame) +
+                            " a frame may carry (they were closed)");
 }
 
 // Checks that an outgoing `frame` is exactly one well-formed frame that
@@ -84,26 +93,46 @@ Result<size_t> SendSome(int sock, std::span<const uint8_t> data, std::span<const
 
 // --- FrameReader ------------------------------------------------------------
 
+FrameReader::FrameReader(int sock) : sock_(sock), buf_(kFrameHeaderSize + kMaxPayloadSize) {}
+
 Status FrameReader::Fail(Status status) {
   broken_ = status;
-  fds_.clear();
-  payload_.clear();
-  payload_.shrink_to_fit();
+  fd_batches_.clear();
+  header_.reset();
+  begin_ = end_ = 0;
+  buf_.clear();
+  buf_.shrink_to_fit();
   return status;
 }
 
-Status FrameReader::CheckFdsSoFar() const {
-  if (!header_ || fds_.size() <= header_->fd_count) return Status::Ok();
-  return Status(EPROTO, header_->Name() + " announced " +
-                            Count(header_->fd_count, "file descriptor", "file descriptors") +
-                            " but " + std::to_string(fds_.size()) +
-                            " arrived (the extra were closed)");
+size_t FrameReader::FdsBefore(uint64_t pos) const {
+  size_t n = 0;
+  for (const FdBatch& batch : fd_batches_) {
+    if (batch.end > pos) break;
+    n += batch.fds.size();
+  }
+  return n;
 }
 
-Result<size_t> FrameReader::Receive(uint8_t* dst, size_t len) {
+Status FrameReader::CheckFdsSoFar() const {
+  // Every byte received so far up to the end of the current frame is the
+  // current frame's; so are the descriptors that came with them.
+  uint64_t until = buf_pos_ + end_;
+  if (header_) {
+    until = std::min(until, buf_pos_ + begin_ + kFrameHeaderSize + header_->payload_size);
+  }
+  const size_t fds = FdsBefore(until);
+  if (fds > kMaxFdsPerFrame) return TooManyFds();
+  if (!header_ || fds <= header_->fd_count) return Status::Ok();
+  return Status(EPROTO, header_->Name() + " announced " +
+                            Count(header_->fd_count, "file descriptor", "file descriptors") +
+                            " but " + std::to_string(fds) + " arrived (the extra were closed)");
+}
+
+Result<size_t> FrameReader::Receive() {
   iovec iov;
-  iov.iov_base = dst;
-  iov.iov_len = len;
+  iov.iov_base = buf_.data() + end_;
+  iov.iov_len = buf_.size() - end_;
   alignas(cmsghdr) unsigned char control[kControlSize];
   msghdr msg = {};
   msg.msg_iov = &iov;
@@ -119,8 +148,11 @@ Result<size_t> FrameReader::Receive(uint8_t* dst, size_t len) {
     if (err == EAGAIN || err == EWOULDBLOCK) return Status(EAGAIN, "no complete frame yet");
     return ErrnoStatus(err, "recvmsg");
   }
+  end_ += static_cast<size_t>(n);
   // Take ownership of every descriptor before looking at anything else, so
   // that each one is closed on whatever path follows.
+  FdBatch batch;
+  batch.end = buf_pos_ + end_;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -128,67 +160,76 @@ Result<size_t> FrameReader::Receive(uint8_t* dst, size_t len) {
     for (size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
-      fds_.emplace_back(fd);
+      batch.fds.emplace_back(fd);
     }
   }
-  if ((msg.msg_flags & MSG_CTRUNC) != 0 || fds_.size() > kMaxFdsPerFrame) {
-    return Status(EPROTO, "more file descriptors arrived than the " +
-                              std::to_string(kMaxFdsPerFrame) +
-                              " a frame may carry (they were closed)");
-  }
+  const bool truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+  if (!batch.fds.empty()) fd_batches_.push_back(std::move(batch));
+  if (truncated) return TooManyFds();
   return static_cast<size_t>(n);
 }
 
 Result<std::optional<Frame>> FrameReader::Read() {
   if (!broken_.ok()) return broken_;
-  while (header_have_ < kFrameHeaderSize) {
-    auto n = Receive(header_buf_ + header_have_, kFrameHeaderSize - header_have_);
+  for (;;) {
+    const size_t have = end_ - begin_;
+    if (!header_ && have >= kFrameHeaderSize) {
+      auto header = DecodeFrameHeader(std::span<const uint8_t>(buf_.data() + begin_, have));
+      if (!header.ok()) return Fail(header.status());
+      header_ = *header;
+      if (Status fds = CheckFdsSoFar(); !fds.ok()) return Fail(fds);
+    }
+    if (header_ && have >= kFrameHeaderSize + header_->payload_size) break;
+    // More is needed. Move the current frame's start to the front, so that
+    // the rest of it (bounded by kMaxPayloadSize) fits behind it.
+    if (begin_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + begin_, have);
+      buf_pos_ += begin_;
+      begin_ = 0;
+      end_ = have;
+    }
+    auto n = Receive();
     if (!n.ok()) {
       if (n.status().err() == EAGAIN) return n.status();
       return Fail(n.status());
     }
     if (*n == 0) {
       if (!mid_frame()) return std::optional<Frame>();
-      return Fail(Status(
-          EPROTO, "the peer closed the connection after " + std::to_string(header_have_) +
-                      " of the " + std::to_string(kFrameHeaderSize) + " bytes of a frame header"));
-    }
-    header_have_ += *n;
-  }
-  if (!header_) {
-    auto header = DecodeFrameHeader(header_buf_);
-    if (!header.ok()) return Fail(header.status());
-    header_ = *header;
-    if (Status fds = CheckFdsSoFar(); !fds.ok()) return Fail(fds);
-    // Bounded by kMaxPayloadSize: DecodeFrameHeader refused anything more.
-    payload_.resize(header_->payload_size);
-  }
-  while (payload_have_ < payload_.size()) {
-    auto n = Receive(payload_.data() + payload_have_, payload_.size() - payload_have_);
-    if (!n.ok()) {
-      if (n.status().err() == EAGAIN) return n.status();
-      return Fail(n.status());
-    }
-    if (*n == 0) {
+      if (!header_) {
+        return Fail(Status(EPROTO, "the peer closed the connection after " + std::to_string(have) +
+                                       " of the " + std::to_string(kFrameHeaderSize) +
+                                       " bytes of a frame header"));
+      }
       return Fail(Status(EPROTO, "the peer closed the connection after " +
-                                     std::to_string(payload_have_) + " of the " +
-                                     std::to_string(payload_.size()) + " payload bytes of " +
+                                     std::to_string(have - kFrameHeaderSize) + " of the " +
+                                     std::to_string(header_->payload_size) + " payload bytes of " +
                                      header_->Name()));
     }
-    payload_have_ += *n;
     if (Status fds = CheckFdsSoFar(); !fds.ok()) return Fail(fds);
   }
-  if (fds_.size() != header_->fd_count) {
+  // The frame is whole: buf_[begin_, frame_end). Its descriptors are those
+  // that came with its bytes.
+  const size_t size = kFrameHeaderSize + header_->payload_size;
+  const uint64_t frame_end = buf_pos_ + begin_ + size;
+  std::vector<UniqueFd> fds;
+  while (!fd_batches_.empty() && fd_batches_.front().end <= frame_end) {
+    for (UniqueFd& fd : fd_batches_.front().fds) fds.push_back(std::move(fd));
+    fd_batches_.pop_front();
+  }
+  if (fds.size() != header_->fd_count) {
     return Fail(Status(EPROTO, header_->Name() + " announced " +
                                    Count(header_->fd_count, "file descriptor", "file descriptors") +
-                                   " but " + std::to_string(fds_.size()) + " arrived"));
+                                   " but " + std::to_string(fds.size()) + " arrived"));
   }
-  std::optional<Frame> frame(Frame{*header_, std::move(payload_), std::move(fds_)});
-  header_have_ = 0;
+  const uint8_t* payload = buf_.data() + begin_ + kFrameHeaderSize;
+  std::optional<Frame> frame(Frame{
+      *header_, std::vector<uint8_t>(payload, payload + header_->payload_size), std::move(fds)});
   header_.reset();
-  payload_.clear();
-  payload_have_ = 0;
-  fds_.clear();
+  begin_ += size;
+  if (begin_ == end_) {
+    buf_pos_ += end_;
+    begin_ = end_ = 0;
+  }
   return frame;
 }
 

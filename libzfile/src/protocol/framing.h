@@ -2,12 +2,17 @@
 // them with descriptors attached (SCM_RIGHTS).
 //
 // Descriptors travel with the first byte of their frame: the writer
-// attaches them to the sendmsg() that sends that byte, and the reader never
-// asks the kernel for more bytes than the current frame still needs, so the
-// descriptors it receives always belong to the frame it is reading. The
-// header's fd_count says how many there must be; a frame that arrives with
-// any other number is a protocol error, and every descriptor that nobody
-// takes is closed (they live in UniqueFds from the moment they arrive).
+// attaches them to the sendmsg() that sends that byte. The reader takes in
+// as much as the socket has (up to one largest frame) with each recvmsg(),
+// so that a small frame costs one system call, and keeps what comes after
+// the frame for the next one. It still knows which frame descriptors
+// belong to, because a Unix stream socket never hands out data past a
+// message that carried descriptors in the same recvmsg(): whatever
+// descriptors one call receives came with its last byte, so they belong to
+// the frame that byte is part of. The header's fd_count says how many
+// there must be; a frame that arrives with any other number is a protocol
+// error, and every descriptor that nobody takes is closed (they live in
+// UniqueFds from the moment they arrive).
 //
 // Both sides work on blocking sockets (one call, one whole frame) and on
 // non-blocking ones (EAGAIN when the socket has no more to give or take;
@@ -31,10 +36,12 @@
 
 namespace zfile::protocol {
 
-// Reads frames from a connected Unix stream socket (not owned).
+// Reads frames from a connected Unix stream socket (not owned). Nothing
+// else may read from the socket while a FrameReader is in use: it may
+// already hold bytes of the next frame.
 class FrameReader {
  public:
-  explicit FrameReader(int sock) : sock_(sock) {}
+  explicit FrameReader(int sock);
   FrameReader(const FrameReader&) = delete;
   FrameReader& operator=(const FrameReader&) = delete;
 
@@ -42,11 +49,13 @@ class FrameReader {
   // and its descriptors. std::nullopt when the peer closed the connection
   // between two frames. Errors:
   //  - EAGAIN (non-blocking socket, or SO_RCVTIMEO): no complete frame yet;
-  //    what has arrived is kept, call again when the socket is readable;
-  //  - EPROTO: a bad header (refused before any payload is read or
-  //    allocated), the connection closed in the middle of a frame, or the
-  //    wrong number of descriptors (too many are closed, by the kernel past
-  //    kMaxFdsPerFrame, by us otherwise);
+  //    what has arrived is kept, call again when the socket is readable
+  //    (or at once: a frame that had already arrived whole with an earlier
+  //    one is returned without the socket being readable);
+  //  - EPROTO: a bad header (refused as soon as its 24 bytes are in, before
+  //    any payload is waited for or allocated), the connection closed in
+  //    the middle of a frame, or the wrong number of descriptors (too many
+  //    are closed, by the kernel past kMaxFdsPerFrame, by us otherwise);
   //  - the errno of recvmsg() for anything else (ECONNRESET, ...).
   // After any error but EAGAIN the connection's byte stream can no longer
   // be followed: every later call returns the same error, and the caller
@@ -55,24 +64,39 @@ class FrameReader {
 
   // Whether part of a frame has been received (a non-blocking caller may
   // time out a peer that stays there).
-  bool mid_frame() const { return header_have_ > 0 || !fds_.empty(); }
+  bool mid_frame() const { return end_ > begin_ || !fd_batches_.empty(); }
 
  private:
-  // One recvmsg() of up to `len` bytes into `dst`, collecting descriptors.
-  Result<size_t> Receive(uint8_t* dst, size_t len);
-  // Remembers `status` as the connection's fate, drops the partial frame
+  // Descriptors from one recvmsg(), and the stream position just past the
+  // last byte that call received: they belong to the frame that holds the
+  // byte before `end`.
+  struct FdBatch {
+    uint64_t end = 0;
+    std::vector<UniqueFd> fds;
+  };
+
+  // One recvmsg() into the free end of buf_; records its descriptors.
+  Result<size_t> Receive();
+  // Remembers `status` as the connection's fate, drops what was buffered
   // (closing its descriptors) and returns it.
   Status Fail(Status status);
-  // EPROTO once more descriptors have arrived than the header announced.
+  // How many descriptors have arrived with the stream's bytes before
+  // position `pos`.
+  size_t FdsBefore(uint64_t pos) const;
+  // EPROTO once more descriptors have arrived for the current frame than
+  // its header announced (or than any frame may carry).
   Status CheckFdsSoFar() const;
 
   const int sock_;
-  uint8_t header_buf_[kFrameHeaderSize] = {};
-  size_t header_have_ = 0;
-  std::optional<FrameHeader> header_;  // once all of header_buf_ is checked
-  std::vector<uint8_t> payload_;
-  size_t payload_have_ = 0;
-  std::vector<UniqueFd> fds_;
+  // Received bytes not yet returned: buf_[begin_, end_), of which the
+  // current frame starts at begin_. Room for the largest frame, so that a
+  // frame always fits once what came before it is moved to the front.
+  std::vector<uint8_t> buf_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+  uint64_t buf_pos_ = 0;               // stream position of buf_[0]
+  std::optional<FrameHeader> header_;  // the current frame's, once checked
+  std::deque<FdBatch> fd_batches_;     // in stream order
   Status broken_;
 };
 

@@ -475,14 +475,15 @@ size_t FdCountOf(const HelloRequest&) { return 1; }
 size_t FdCountOf(const HelloReply& m) { return m.result >= 0 && m.has_cache_fd ? 1 : 0; }
 
 // Room for the header, the payload (written by `put_payload`), then the
-// header: its payload size is known only once the payload is written.
+// header: its payload size is known only once the payload is written. The
+// frame replaces what `out` held; its capacity is reused.
 template <typename PutPayload>
-Result<std::vector<uint8_t>> EncodeFrame(uint64_t request_id, bool reply, MessageType type,
-                                         const PutPayload& put_payload, size_t fd_count) {
-  std::vector<uint8_t> out(kFrameHeaderSize);
-  WireWriter w(&out);
+Status EncodeFrameInto(uint64_t request_id, bool reply, MessageType type,
+                       const PutPayload& put_payload, size_t fd_count, std::vector<uint8_t>* out) {
+  out->assign(kFrameHeaderSize, 0);
+  WireWriter w(out);
   ZF_RETURN_IF_ERROR(put_payload(w));
-  const size_t payload = out.size() - kFrameHeaderSize;
+  const size_t payload = out->size() - kFrameHeaderSize;
   if (payload > kMaxPayloadSize) {
     // Unreachable while the bounds respect the static_asserts above.
     return Status(EMSGSIZE, "a " + std::string(MessageTypeName(type)) + " payload of " +
@@ -495,8 +496,8 @@ Result<std::vector<uint8_t>> EncodeFrame(uint64_t request_id, bool reply, Messag
   h.request_id = request_id;
   h.payload_size = static_cast<uint32_t>(payload);
   h.fd_count = static_cast<uint8_t>(fd_count);
-  EncodeFrameHeader(h, out);
-  return out;
+  EncodeFrameHeader(h, *out);
+  return Status::Ok();
 }
 
 // Checks common to both directions before the fields are read.
@@ -603,14 +604,20 @@ Status StatusOf(const ReplyResult& result) {
   return Status(err, std::move(message));
 }
 
-Result<std::vector<uint8_t>> EncodeRequest(uint64_t request_id, const Request& request) {
+Status EncodeRequest(uint64_t request_id, const Request& request, std::vector<uint8_t>* out) {
   return std::visit(
       [&](const auto& m) {
-        return EncodeFrame(
+        return EncodeFrameInto(
             request_id, /*reply=*/false, m.kType, [&](WireWriter& w) { return Put(w, m); },
-            FdCountOf(m));
+            FdCountOf(m), out);
       },
       request);
+}
+
+Result<std::vector<uint8_t>> EncodeRequest(uint64_t request_id, const Request& request) {
+  std::vector<uint8_t> out;
+  ZF_RETURN_IF_ERROR(EncodeRequest(request_id, request, &out));
+  return out;
 }
 
 Result<std::vector<uint8_t>> EncodeReply(uint64_t request_id, const Reply& reply) {
@@ -626,7 +633,10 @@ Result<std::vector<uint8_t>> EncodeReply(uint64_t request_id, const Reply& reply
           if (m.result < 0) return Status::Ok();
           return PutBody(w, m);
         };
-        return EncodeFrame(request_id, /*reply=*/true, m.kType, put, FdCountOf(m));
+        std::vector<uint8_t> out;
+        Status st = EncodeFrameInto(request_id, /*reply=*/true, m.kType, put, FdCountOf(m), &out);
+        if (!st.ok()) return Result<std::vector<uint8_t>>(std::move(st));
+        return Result<std::vector<uint8_t>>(std::move(out));
       },
       reply);
 }

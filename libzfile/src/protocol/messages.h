@@ -383,6 +383,9 @@ Status StatusOf(const ReplyResult& result);
 // never a reason to fail: it is cut at its first NUL byte and to
 // kMaxMessageLen bytes (not inside a UTF-8 sequence).
 Result<std::vector<uint8_t>> EncodeRequest(uint64_t request_id, const Request& request);
+// The same into `out`, whose capacity is reused (a connection encodes
+// every request into one buffer). On failure `out` holds no frame.
+Status EncodeRequest(uint64_t request_id, const Request& request, std::vector<uint8_t>* out);
 Result<std::vector<uint8_t>> EncodeReply(uint64_t request_id, const Reply& reply);
 
 // Decodes the payload of a request frame (header.reply false) and checks
