@@ -23,27 +23,6 @@ namespace proto = zfile::protocol;
 
 namespace {
 
-ZoneCondition CondFromWire(uint32_t cond) {
-  switch (cond) {
-    case ZFILE_COND_EMPTY:
-      return ZoneCondition::kEmpty;
-    case ZFILE_COND_IMP_OPEN:
-      return ZoneCondition::kImplicitOpen;
-    case ZFILE_COND_EXP_OPEN:
-      return ZoneCondition::kExplicitOpen;
-    case ZFILE_COND_CLOSED:
-      return ZoneCondition::kClosed;
-    case ZFILE_COND_FULL:
-      return ZoneCondition::kFull;
-    case ZFILE_COND_READONLY:
-      return ZoneCondition::kReadOnly;
-    case ZFILE_COND_OFFLINE:
-      return ZoneCondition::kOffline;
-    default:
-      return ZoneCondition::kNotWp;
-  }
-}
-
 FileStat ToFileStat(const proto::StatInfo& in) {
   FileStat st;
   st.size = in.size;
@@ -57,7 +36,9 @@ FileStat ToFileStat(const proto::StatInfo& in) {
   st.gid = in.gid;
   // Directories are told apart by their mode (zfile_c.cc's ToStat).
   st.kind = in.type == ZFILE_TYPE_SEQ ? FileKind::kSequential : FileKind::kConventional;
-  st.cond = CondFromWire(in.cond);
+  // The wire carries kernel condition values, and the decoder has refused
+  // any other.
+  if (!ConditionFromKernel(in.cond, &st.cond)) st.cond = ZoneCondition::kNotWp;
   st.blocks = in.blocks;
   return st;
 }
