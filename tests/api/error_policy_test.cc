@@ -131,38 +131,45 @@ class ErrorPolicy : public VolumeTest {
   }
 };
 
+// On null_blk, zone_readonly and zone_offline last as long as the device,
+// and both params of a test (embedded, then _daemon) run on the same one:
+// the daemon param takes other zones, the embedded one's being spent.
+std::string SeqFile(int file) { return "seq/" + std::to_string(file); }
+
 TEST_P(ErrorPolicy, OfflineAndReadOnlyZonesAtMount) {
   SKIP_WITHOUT_FAULTS();
   if (!has_zone_faults()) {
     GTEST_SKIP() << "this kernel's null_blk has no zone_readonly/zone_offline attributes";
   }
-  zfile_file* f = Open("seq/2", O_WRONLY | O_DIRECT);
+  const int base = daemon() ? 5 : 1;  // seq/1-3, or seq/5-7 for the daemon
+  zfile_file* f = Open(SeqFile(base + 1).c_str(), O_WRONLY | O_DIRECT);
   ASSERT_EQ(WritePattern(f, 0, 2 * kBlock, 3), ssize_t(2 * kBlock));
   Unmount();
-  SetZoneCondition(kFirstSeqZone + 1, ZoneCondition::kOffline);
-  SetZoneCondition(kFirstSeqZone + 2, ZoneCondition::kReadOnly);
+  SetZoneCondition(kFirstSeqZone + base, ZoneCondition::kOffline);
+  SetZoneCondition(kFirstSeqZone + base + 1, ZoneCondition::kReadOnly);
   MountOrDie();
-  struct zfile_stat off = StatOf(vol_, "seq/1");
+  struct zfile_stat off = StatOf(vol_, SeqFile(base).c_str());
   EXPECT_EQ(off.size, 0u);
   EXPECT_EQ(off.mode, S_IFREG | 0u);
   EXPECT_EQ(off.cond, ZFILE_COND_OFFLINE);
-  zfile_file* o = Open("seq/1", O_RDWR);
+  zfile_file* o = Open(SeqFile(base).c_str(), O_RDWR);
   auto buf = MakeBuf(kBlock);
   EXPECT_EQ(zfile_pread(o, buf.get(), kBlock, 0), -EPERM);
   EXPECT_EQ(zfile_pwrite(o, buf.get(), kBlock, 0), -EPERM);
   EXPECT_NE(std::string(zfile_last_error()).find("offline"), std::string::npos);
   // A read-only zone's write pointer is not valid: as zonefs does at
   // mount, the file is empty (and stays readable, and unwritable).
-  struct zfile_stat ro = StatOf(vol_, "seq/2");
+  struct zfile_stat ro = StatOf(vol_, SeqFile(base + 1).c_str());
   EXPECT_EQ(ro.size, 0u);
   EXPECT_EQ(ro.mode, S_IFREG | 0440u);
   EXPECT_EQ(ro.cond, ZFILE_COND_READONLY);
-  zfile_file* r = Open("seq/2", O_RDWR | O_DIRECT);
+  zfile_file* r = Open(SeqFile(base + 1).c_str(), O_RDWR | O_DIRECT);
   EXPECT_EQ(ExpectPattern(r, 0, 2 * kBlock, 3), 0);
   EXPECT_EQ(WritePattern(r, 2 * kBlock, kBlock, 3), -EPERM);
   EXPECT_EQ(zfile_ftruncate(r, 0), -EPERM);
   // The rest of the volume is untouched.
-  EXPECT_EQ(WritePattern(Open("seq/3", O_WRONLY | O_DIRECT), 0, kBlock, 3), ssize_t(kBlock));
+  EXPECT_EQ(WritePattern(Open(SeqFile(base + 2).c_str(), O_WRONLY | O_DIRECT), 0, kBlock, 3),
+            ssize_t(kBlock));
 }
 
 TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
@@ -174,22 +181,23 @@ TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
   if (!has_zone_faults()) {
     GTEST_SKIP() << "this kernel's null_blk has no zone_readonly/zone_offline attributes";
   }
-  zfile_file* a = Open("seq/22", O_RDWR | O_DIRECT);
-  zfile_file* b = Open("seq/23", O_RDWR | O_DIRECT);
+  const int base = daemon() ? 25 : 22;  // seq/22-24, or seq/25-27 for the daemon
+  zfile_file* a = Open(SeqFile(base).c_str(), O_RDWR | O_DIRECT);
+  zfile_file* b = Open(SeqFile(base + 1).c_str(), O_RDWR | O_DIRECT);
   ASSERT_EQ(WritePattern(a, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
   ASSERT_EQ(WritePattern(b, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
-  SetZoneCondition(kFirstSeqZone + 22, ZoneCondition::kReadOnly);
-  SetZoneCondition(kFirstSeqZone + 23, ZoneCondition::kOffline);
+  SetZoneCondition(kFirstSeqZone + base, ZoneCondition::kReadOnly);
+  SetZoneCondition(kFirstSeqZone + base + 1, ZoneCondition::kOffline);
   // The zone's own condition decides, whatever the errors= policy, as in
   // zonefs's table.
   EXPECT_EQ(WritePattern(a, 2 * kBlock, kBlock, 8), -EIO);
   EXPECT_EQ(WritePattern(b, 2 * kBlock, kBlock, 8), -EIO);
-  struct zfile_stat ro = StatOf(vol_, "seq/22");
+  struct zfile_stat ro = StatOf(vol_, SeqFile(base).c_str());
   EXPECT_EQ(ro.size, 2 * kBlock);
   EXPECT_EQ(ro.mode & 0222u, 0u);
   EXPECT_EQ(ExpectPattern(a, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
   EXPECT_EQ(WritePattern(a, 2 * kBlock, kBlock, 8), -EPERM);
-  struct zfile_stat off = StatOf(vol_, "seq/23");
+  struct zfile_stat off = StatOf(vol_, SeqFile(base + 1).c_str());
   EXPECT_EQ(off.size, 0u);
   auto buf = MakeBuf(kBlock);
   EXPECT_EQ(zfile_pread(b, buf.get(), kBlock, 0), -EPERM);
@@ -198,7 +206,8 @@ TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
   struct zfile_vol_info info {};
   ASSERT_EQ(zfile_vol_info(vol_, &info), 0);
   EXPECT_EQ(info.read_only, 0);
-  EXPECT_EQ(WritePattern(Open("seq/24", O_WRONLY | O_DIRECT), 0, kBlock, 8), ssize_t(kBlock));
+  EXPECT_EQ(WritePattern(Open(SeqFile(base + 2).c_str(), O_WRONLY | O_DIRECT), 0, kBlock, 8),
+            ssize_t(kBlock));
 }
 
 struct PolicyCase {
