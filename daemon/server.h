@@ -60,6 +60,14 @@ struct SessionBounds {
   // shut down; sessions still running then are stuck (in the engine: a
   // hung device) and are abandoned, see Stop.
   uint32_t stop_timeout_ms = 10000;
+  // A session on the shared-memory doorbell (protocol/doorbell.h) sleeps on
+  // a futex, which the client's death does not wake: it looks at its
+  // socket at least this often, so a dead client's pins go within this long.
+  uint32_t doorbell_check_ms = 50;
+  // How long a doorbell session busy-waits for the next request before it
+  // sleeps (0: never). Spinning saves the futex wake-up only when requests
+  // follow each other closely and the machine has a core to spare.
+  uint32_t doorbell_spin_us = 0;
 };
 
 // A mounted volume as the server serves it.

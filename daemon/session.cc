@@ -1,12 +1,15 @@
 #include "daemon/session.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -120,7 +123,14 @@ Session::~Session() {
   if (shm_ != nullptr) munmap(shm_, shm_size_);
 }
 
-void Session::Interrupt() { shutdown(sock_.get(), SHUT_RD); }
+void Session::Interrupt() {
+  shutdown(sock_.get(), SHUT_RD);
+  interrupted_.store(true);
+  // A session asleep on its doorbell would see the shutdown only at its next
+  // look at the socket; wake it now. The mapping outlives this call (it is
+  // unmapped by the destructor, after the thread is joined).
+  if (uint32_t* word = bell_request_seq_.load()) protocol::FutexWake(word);
+}
 
 void Session::Run() {
   Log().debug("session {}: client pid {} uid {} gid {} connected", id_, peer_.pid, peer_.uid,
@@ -128,17 +138,38 @@ void Session::Run() {
   protocol::FrameReader reader(sock_.get());
   std::string why = "client closed the connection";
   while (true) {
-    Result<std::optional<protocol::Frame>> got = reader.Read();
-    if (!got.ok()) {
-      why = got.status().err() == EAGAIN && vol_ == nullptr
-                ? "dropped: no HELLO within " + std::to_string(server_->bounds_.hello_timeout_ms) +
-                      " ms"
-                : "dropped: " + got.status().ToString();
-      break;
+    // The request: from the doorbell's slot (copied out into bell_buf_,
+    // payload after the header) or a frame from the socket.
+    protocol::FrameHeader header;
+    std::span<const uint8_t> payload;
+    std::vector<protocol::UniqueFd> fds;
+    std::optional<protocol::Frame> frame;
+    const bool via_bell = bell_.mapped() && WaitForBell() == Next::kBell;
+    if (via_bell) {
+      Result<protocol::FrameHeader> taken = TakeBellRequest();
+      if (!taken.ok()) {
+        why = "dropped: " + taken.status().ToString();
+        break;
+      }
+      header = *taken;
+      payload = std::span<const uint8_t>(bell_buf_).subspan(protocol::kFrameHeaderSize,
+                                                            header.payload_size);
+    } else {
+      Result<std::optional<protocol::Frame>> got = reader.Read();
+      if (!got.ok()) {
+        why = got.status().err() == EAGAIN && vol_ == nullptr
+                  ? "dropped: no HELLO within " +
+                        std::to_string(server_->bounds_.hello_timeout_ms) + " ms"
+                  : "dropped: " + got.status().ToString();
+        break;
+      }
+      if (!got->has_value()) break;
+      frame = std::move(*got);
+      header = frame->header;
+      payload = frame->payload;
+      fds = std::move(frame->fds);
     }
-    if (!got->has_value()) break;
-    protocol::Frame& frame = **got;
-    Result<Request> request = protocol::DecodeRequest(frame.header, frame.payload, limits_);
+    Result<Request> request = protocol::DecodeRequest(header, payload, limits_);
     if (!request.ok()) {
       why = "dropped: " + request.status().ToString();
       break;
@@ -148,28 +179,41 @@ void Session::Run() {
       why = hello ? "dropped: a second HELLO" : "dropped: a request before HELLO";
       break;
     }
+    const bool doorbell = std::holds_alternative<protocol::DoorbellRequest>(*request);
+    if (doorbell && (via_bell || bell_.mapped() || session_version_ < 2)) {
+      why = bell_.mapped() ? "dropped: a second DOORBELL"
+                           : "dropped: DOORBELL in a session of protocol version " +
+                                 std::to_string(session_version_);
+      break;
+    }
     bool send_arena = false;
     bool drop = false;
     Reply reply;
     if (hello) {
-      reply = Hello(std::get<protocol::HelloRequest>(*request), frame.fds, &send_arena);
+      reply = Hello(std::get<protocol::HelloRequest>(*request), fds, &send_arena);
       // A refused HELLO ends the session once the client knows why.
       drop = protocol::ResultOf(reply).result < 0;
+    } else if (doorbell) {
+      reply = SetUpDoorbell(std::get<protocol::DoorbellRequest>(*request), fds);
     } else {
       reply = Dispatch(*request);
     }
-    Result<std::vector<uint8_t>> bytes = protocol::EncodeReply(frame.header.request_id, reply);
+    Result<std::vector<uint8_t>> bytes = protocol::EncodeReply(header.request_id, reply);
     if (!bytes.ok()) {
       send_arena = false;
-      bytes = protocol::EncodeReply(frame.header.request_id, ErrorLike(reply, bytes.status()));
+      bytes = protocol::EncodeReply(header.request_id, ErrorLike(reply, bytes.status()));
     }
     if (!bytes.ok()) {
       why = "dropped: cannot encode a reply: " + bytes.status().ToString();
       break;
     }
-    std::vector<int> fds;
-    if (send_arena) fds.push_back(vol_->arena_ro.get());
-    Status sent = protocol::SendFrame(sock_.get(), *bytes, fds);
+    if (via_bell) {
+      RingReply(*bytes);
+      continue;
+    }
+    std::vector<int> out_fds;
+    if (send_arena) out_fds.push_back(vol_->arena_ro.get());
+    Status sent = protocol::SendFrame(sock_.get(), *bytes, out_fds);
     if (!sent.ok()) {
       why = "dropped: sending a reply: " + sent.ToString();
       break;
@@ -206,6 +250,103 @@ void Session::Run() {
   server_->SessionEnded();
 }
 
+Session::Next Session::WaitForBell() {
+  std::atomic_ref<uint32_t> request_seq = bell_.Word(protocol::kDoorbellRequestSeqOffset);
+  std::atomic_ref<uint32_t> waiting = bell_.Word(protocol::kDoorbellDaemonWaitingOffset);
+  // Any change of request_seq is a ring: its value means nothing to us but
+  // that (the client may store what it likes there and confuses only
+  // itself).
+  auto rung = [&] { return request_seq.load() != bell_seq_; };
+  const uint32_t check_us = std::max<uint32_t>(1, server_->bounds_.doorbell_check_ms) * 1000;
+  if (protocol::SpinFor(server_->bounds_.doorbell_spin_us, rung)) {
+    bell_seq_ = request_seq.load();
+    return Next::kBell;
+  }
+  // The socket is looked at whenever a sleep times out, and at least every
+  // check_us even if something keeps waking us without ringing.
+  uint64_t next_check = protocol::MonotonicMicros() + check_us;
+  while (true) {
+    // Announce the sleep, then look once more: a client that rang in
+    // between either sees `waiting` and wakes us, or we see its ring here.
+    waiting.store(1);
+    const uint32_t seen = request_seq.load();
+    if (seen != bell_seq_) {
+      waiting.store(0);
+      bell_seq_ = seen;
+      return Next::kBell;
+    }
+    const uint64_t now_us = protocol::MonotonicMicros();
+    if (!interrupted_.load() && now_us < next_check) {
+      protocol::FutexWait(bell_.WordAddress(protocol::kDoorbellRequestSeqOffset), seen,
+                          static_cast<uint32_t>(next_check - now_us));
+    }
+    waiting.store(0);
+    const uint32_t now = request_seq.load();
+    if (now != bell_seq_) {
+      bell_seq_ = now;
+      return Next::kBell;
+    }
+    if (!interrupted_.load() && protocol::MonotonicMicros() < next_check) continue;
+    // Has the client gone (end of file), or sent a frame on the socket
+    // after all? Either way the socket path reads it.
+    pollfd pfd{sock_.get(), POLLIN | POLLRDHUP, 0};
+    if (poll(&pfd, 1, 0) != 0 || interrupted_.load()) return Next::kSocket;
+    next_check = protocol::MonotonicMicros() + check_us;
+  }
+}
+
+Result<protocol::FrameHeader> Session::TakeBellRequest() {
+  // The length is read once and bounded, and the frame copied out before
+  // anything in it is looked at: the client may change the slot under us.
+  const uint32_t len = bell_.Word(protocol::kDoorbellRequestLenOffset).load();
+  if (len < protocol::kFrameHeaderSize || len > protocol::kMaxFrameSize) {
+    return Status(EPROTO, "a doorbell request of " + std::to_string(len) + " bytes (a frame is " +
+                              std::to_string(protocol::kFrameHeaderSize) + " to " +
+                              std::to_string(protocol::kMaxFrameSize) + " bytes)");
+  }
+  bell_buf_.resize(len);
+  std::memcpy(bell_buf_.data(), bell_.RequestSlot(), len);
+  ZF_ASSIGN_OR_RETURN(protocol::FrameHeader header, protocol::DecodeFrameHeader(bell_buf_));
+  if (header.reply) return Status(EPROTO, "a " + header.Name() + " in the doorbell's request slot");
+  if (header.payload_size != len - protocol::kFrameHeaderSize) {
+    return Status(EPROTO, "a doorbell " + header.Name() + " announces " +
+                              std::to_string(header.payload_size) + " payload bytes in a " +
+                              std::to_string(len) + "-byte frame");
+  }
+  if (header.fd_count != 0) {
+    return Status(EPROTO, "a doorbell " + header.Name() +
+                              " claims descriptors, which only the socket can carry");
+  }
+  return header;
+}
+
+void Session::RingReply(std::span<const uint8_t> frame) {
+  // EncodeReply makes frames of at most kMaxFrameSize bytes, which fit.
+  std::memcpy(bell_.ReplySlot(), frame.data(), frame.size());
+  bell_.Word(protocol::kDoorbellReplyLenOffset).store(static_cast<uint32_t>(frame.size()));
+  bell_.Word(protocol::kDoorbellReplySeqOffset).store(bell_seq_);
+  if (bell_.Word(protocol::kDoorbellClientWaitingOffset).load() != 0) {
+    protocol::FutexWake(bell_.WordAddress(protocol::kDoorbellReplySeqOffset));
+  }
+}
+
+Reply Session::SetUpDoorbell(const protocol::DoorbellRequest& req,
+                             std::vector<protocol::UniqueFd>& fds) {
+  using R = protocol::DoorbellReply;
+  // The decoder checked the size and that one descriptor came.
+  Status ok = protocol::CheckShmRegion(fds.at(0).get(), req.size);
+  if (!ok.ok()) return protocol::ErrorReply<R>(ok);
+  Result<protocol::DoorbellMap> bell = protocol::DoorbellMap::Map(fds[0].get());
+  if (!bell.ok()) return protocol::ErrorReply<R>(bell.status());
+  bell_ = std::move(*bell);
+  // Whatever the client left in the words: the next ring is any change.
+  bell_seq_ = bell_.Word(protocol::kDoorbellRequestSeqOffset).load();
+  bell_buf_.reserve(protocol::kMaxFrameSize);
+  bell_request_seq_.store(bell_.WordAddress(protocol::kDoorbellRequestSeqOffset));
+  Log().debug("session {}: requests move to the shared-memory doorbell", id_);
+  return R{};
+}
+
 Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::UniqueFd>& fds,
                      bool* send_arena) {
   using R = protocol::HelloReply;
@@ -226,7 +367,9 @@ Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::Un
   vol_ = vol;
 
   R reply;
-  reply.protocol_version = std::min<uint32_t>(req.protocol_version, protocol::kProtocolVersion);
+  reply.protocol_version =
+      std::min<uint32_t>(req.protocol_version, protocol::kSessionProtocolVersion);
+  session_version_ = reply.protocol_version;
   reply.shm_size = req.shm_size;
   limits_.shm_size = req.shm_size;
   // Only peers that may read every file get the arena (Server::ArenaFor);
@@ -425,6 +568,8 @@ Reply Session::Dispatch(Request& request) {
           return Done<p::ChownReply>((*inode)->Chown(req.uid, req.gid));
         } else if constexpr (std::is_same_v<T, p::MapRequest>) {
           return Map(req);
+        } else if constexpr (std::is_same_v<T, p::DoorbellRequest>) {
+          return p::ErrorReply<p::DoorbellReply>(Status(EPROTO, "DOORBELL is handled by Run"));
         } else if constexpr (std::is_same_v<T, p::UnmapRequest>) {
           if (views_.erase(req.view_id) == 0) {
             return p::ErrorReply<p::UnmapReply>(Status(

@@ -6,6 +6,11 @@
 // confused client then names nothing rather than someone else's file), and
 // the mapping of the client's shared-memory region. Destroying the session
 // releases them all, which is how a client that dies gives back its pins.
+//
+// Requests arrive as frames on the socket or, once the client has moved the
+// session to the shared-memory doorbell (DOORBELL, protocol/doorbell.h), in
+// the doorbell's request slot; either way they are decoded and served by
+// the same code, one at a time, and answered on the path they came by.
 #ifndef ZFILE_DAEMON_SESSION_H_
 #define ZFILE_DAEMON_SESSION_H_
 
@@ -13,12 +18,15 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
 #include "daemon/server.h"
 #include "engine/volume.h"
+#include "protocol/doorbell.h"
+#include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "protocol/unique_fd.h"
 
@@ -35,12 +43,34 @@ class Session {
   void Run();
 
   // Makes Run return after the request in progress (if any) is answered:
-  // the next read sees end of file. Any thread.
+  // the next read sees end of file (a session waiting on its doorbell is
+  // woken to look). Any thread.
   void Interrupt();
 
   bool done() const { return done_.load(); }
 
  private:
+  // How the next request arrives.
+  enum class Next {
+    kBell,    // the doorbell rang: a request is in its slot
+    kSocket,  // the socket is readable (a frame, end of file, an error)
+  };
+  // With the doorbell set up: waits until it rings or the socket becomes
+  // readable (looked at every bounds().doorbell_check_ms, and when
+  // Interrupt wakes the session).
+  Next WaitForBell();
+  // Copies the request frame out of the doorbell's slot into bell_buf_ and
+  // checks its header; the header, the payload being the rest of the frame
+  // in bell_buf_. EPROTO, in words, for a length out of bounds, a bad
+  // header, or a frame that claims descriptors.
+  Result<protocol::FrameHeader> TakeBellRequest();
+  // Puts `frame` (a reply) in the doorbell's reply slot and rings.
+  void RingReply(std::span<const uint8_t> frame);
+  // DOORBELL: maps the client's doorbell region. A failed reply leaves the
+  // session on the socket.
+  protocol::Reply SetUpDoorbell(const protocol::DoorbellRequest& req,
+                                std::vector<protocol::UniqueFd>& fds);
+
   // Serves one decoded request (after HELLO); the reply to send.
   protocol::Reply Dispatch(protocol::Request& request);
   // Binds the session to its volume and maps the client's region; a failed
@@ -68,6 +98,15 @@ class Session {
   protocol::SessionLimits limits_;
   uint8_t* shm_ = nullptr;
   size_t shm_size_ = 0;
+  uint32_t session_version_ = 0;  // agreed at HELLO
+
+  // The doorbell, once DOORBELL set it up (mapped until the session is
+  // destroyed, so that Interrupt may wake it at any time).
+  protocol::DoorbellMap bell_;
+  std::atomic<uint32_t*> bell_request_seq_{nullptr};  // for Interrupt
+  std::atomic<bool> interrupted_{false};
+  uint32_t bell_seq_ = 0;          // the request_seq last served
+  std::vector<uint8_t> bell_buf_;  // the request, copied out of the slot
 
   // Views are declared after handles so that they are released first (a
   // view may outlive its handle, but not the volume; order is for tidiness).

@@ -34,6 +34,8 @@
 #include <gtest/gtest.h>
 
 #include "base/uri.h"
+#include "client/client_uri.h"
+#include "client/connection.h"
 #include "device/emu_backend.h"
 #include "device/emulated_geometry.h"
 #include "device/zoned_device.h"
@@ -306,6 +308,65 @@ TEST_F(ZfiledClient, DaemonDeathIsEconnresetInWords) {
   EXPECT_EQ(zfile_pwrite(f, buf, sizeof(buf), 0), ssize_t(sizeof(buf))) << zfile_last_error();
   EXPECT_EQ(zfile_close(f), 0);
   EXPECT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
+}
+
+TEST_F(ZfiledClient, RequestsGoThroughTheDoorbellWhenNegotiated) {
+  ClientTarget target{socket_, "data"};
+  auto conn = Connection::Open(target, 1 << 20);
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  ASSERT_TRUE((*conn)->on_doorbell());
+  {
+    std::lock_guard<std::mutex> lock((*conn)->mu());
+    for (int i = 0; i < 3; ++i) {
+      auto info = (*conn)->Call<protocol::VolInfoReply>(protocol::VolInfoRequest{});
+      ASSERT_TRUE(info.ok()) << info.status().ToString();
+      EXPECT_EQ(info->volume.block_size, kBlock);
+    }
+    // A failed reply comes back the same way, in words.
+    auto stat = (*conn)->Call<protocol::StatReply>(protocol::StatRequest{.path = "seq/9999"});
+    EXPECT_EQ(stat.status().err(), ENOENT) << stat.status().ToString();
+  }
+  EXPECT_EQ((*conn)->doorbell_calls(), 4u);
+
+  // ZFILE_DOORBELL=0 keeps a connection on the socket (as with an old
+  // daemon), and it works the same.
+  ::setenv("ZFILE_DOORBELL", "0", 1);
+  auto plain = Connection::Open(target, 1 << 20);
+  ::unsetenv("ZFILE_DOORBELL");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_FALSE((*plain)->on_doorbell());
+  std::lock_guard<std::mutex> lock((*plain)->mu());
+  EXPECT_TRUE((*plain)->Call<protocol::VolInfoReply>(protocol::VolInfoRequest{}).ok());
+  EXPECT_EQ((*plain)->doorbell_calls(), 0u);
+}
+
+TEST_F(ZfiledClient, DaemonKilledWhileAClientWaitsOnTheDoorbellIsEconnreset) {
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  zfile_file* f = nullptr;
+  ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
+  // Stopped, the daemon cannot answer: the request waits on the futex
+  // until the daemon dies.
+  ::kill(pid_, SIGSTOP);
+  ssize_t r = 0;
+  std::string error;
+  std::thread caller([&] {
+    char buf[kBlock] = {};
+    r = zfile_pwrite(f, buf, sizeof(buf), 0);
+    error = zfile_last_error();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto killed = std::chrono::steady_clock::now();
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  caller.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(2));
+  EXPECT_EQ(r, -ECONNRESET) << error;
+  EXPECT_NE(error.find("zfiled went away"), std::string::npos) << error;
+  EXPECT_NE(error.find("PWRITE"), std::string::npos) << error;
+  EXPECT_EQ(zfile_close(f), 0);
+  EXPECT_EQ(zfile_vol_close(vol), 0);
 }
 
 TEST_F(ZfiledClient, UnknownVolumeIsRefused) {

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +35,7 @@
 #include "device/zoned_device.h"
 #include "engine/volume.h"
 #include "format/mkfs.h"
+#include "protocol/doorbell.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "protocol/shm_region.h"
@@ -69,8 +72,9 @@ class RawClient {
     return true;
   }
 
-  // HELLO with a fresh region; the reply.
-  p::HelloReply Hello(const std::string& volume = "default") {
+  // HELLO with a fresh region; the reply. `version` is the session
+  // version asked for (2 allows DOORBELL).
+  p::HelloReply Hello(const std::string& volume = "default", uint32_t version = 1) {
     Result<UniqueFd> shm = p::CreateShmRegion(kShmSize);
     EXPECT_TRUE(shm.ok());
     shm_fd_ = std::move(*shm);
@@ -78,6 +82,7 @@ class RawClient {
     EXPECT_NE(addr, MAP_FAILED);
     shm_ = static_cast<uint8_t*>(addr);
     p::HelloRequest req;
+    req.protocol_version = version;
     req.volume = volume;
     req.shm_size = kShmSize;
     int fd = shm_fd_.get();
@@ -143,6 +148,62 @@ class RawClient {
     return reply.handle;
   }
 
+  // DOORBELL with a fresh doorbell region (after a version 2 HELLO); the
+  // reply's result. Later BellCalls use it.
+  int64_t Doorbell() {
+    Result<UniqueFd> region = p::CreateShmRegion(p::kDoorbellRegionSize);
+    EXPECT_TRUE(region.ok());
+    Result<p::DoorbellMap> bell = p::DoorbellMap::Map(region->get());
+    EXPECT_TRUE(bell.ok());
+    int fd = region->get();
+    int64_t result =
+        p::ResultOf(Call(p::DoorbellRequest{.size = p::kDoorbellRegionSize}, {&fd, 1})).result;
+    if (result == 0) bell_ = std::move(*bell);
+    return result;
+  }
+
+  // Puts `frame` in the doorbell's request slot, claiming `len` bytes, and
+  // rings.
+  void Ring(std::span<const uint8_t> frame, uint32_t len) {
+    std::memcpy(bell_.RequestSlot(), frame.data(), std::min(frame.size(), p::kDoorbellSlotSize));
+    bell_.Word(p::kDoorbellRequestLenOffset).store(len);
+    bell_.Word(p::kDoorbellRequestSeqOffset).store(++bell_seq_);
+    p::FutexWake(bell_.WordAddress(p::kDoorbellRequestSeqOffset));
+  }
+
+  // `req` through the doorbell; its reply (a failed HELLO reply with
+  // -ETIMEDOUT when none comes within 10 s).
+  p::Reply BellCall(const p::Request& req) {
+    Result<std::vector<uint8_t>> frame = p::EncodeRequest(++id_, req);
+    EXPECT_TRUE(frame.ok());
+    Ring(*frame, static_cast<uint32_t>(frame->size()));
+    std::atomic_ref<uint32_t> reply_seq = bell_.Word(p::kDoorbellReplySeqOffset);
+    for (int i = 0; i < 1000 && reply_seq.load() != bell_seq_; ++i) {
+      p::FutexWait(bell_.WordAddress(p::kDoorbellReplySeqOffset), reply_seq.load(), 10000);
+    }
+    if (reply_seq.load() != bell_seq_) {
+      p::HelloReply none;
+      none.result = -ETIMEDOUT;
+      return none;
+    }
+    const uint32_t len = bell_.Word(p::kDoorbellReplyLenOffset).load();
+    std::vector<uint8_t> copy(bell_.ReplySlot(), bell_.ReplySlot() + len);
+    Result<p::FrameHeader> header = p::DecodeFrameHeader(copy);
+    EXPECT_TRUE(header.ok());
+    EXPECT_EQ(header->request_id, id_);
+    Result<p::Reply> reply = p::DecodeReply(
+        *header, std::span<const uint8_t>(copy).subspan(p::kFrameHeaderSize), limits_);
+    EXPECT_TRUE(reply.ok()) << reply.status().ToString();
+    return reply.ok() ? std::move(*reply) : p::Reply(p::HelloReply{});
+  }
+
+  uint64_t BellOpen(const std::string& path, int flags) {
+    auto reply = std::get<p::OpenReply>(BellCall(p::OpenRequest{.path = path, .flags = flags}));
+    EXPECT_GE(reply.result, 0) << reply.message;
+    return reply.handle;
+  }
+
+  const p::DoorbellMap& bell() const { return bell_; }
   int sock() const { return sock_.get(); }
   uint8_t* shm() { return shm_; }
   int arena() const { return arena_.get(); }
@@ -161,6 +222,8 @@ class RawClient {
   uint8_t* shm_ = nullptr;
   p::SessionLimits limits_;
   uint64_t id_ = 0;
+  p::DoorbellMap bell_;
+  uint32_t bell_seq_ = 0;
 };
 
 void Fill(uint8_t* buf, size_t len, uint32_t seed) {
@@ -1318,6 +1381,162 @@ TEST_F(ZfiledTest, ServesSeveralVolumes) {
   EXPECT_EQ(Terminate(), 0) << Log();
   EXPECT_NE(Log().find("volume 'first' unmounted"), std::string::npos) << Log();
   EXPECT_NE(Log().find("volume 'second' unmounted"), std::string::npos) << Log();
+}
+
+// --- The shared-memory doorbell (protocol/doorbell.h) ------------------------
+
+TEST_F(ZfiledTest, DoorbellServesRequestsOnceNegotiated) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  p::HelloReply hello = c.Hello("default", p::kSessionProtocolVersion);
+  ASSERT_EQ(hello.result, 0) << hello.message;
+  EXPECT_EQ(hello.protocol_version, p::kSessionProtocolVersion);
+  ASSERT_EQ(c.Doorbell(), 0);
+
+  const uint64_t h = c.BellOpen("seq/0", O_RDWR);
+  Fill(c.shm(), 8192, 5);
+  p::AppendRequest a{.handle = h, .length = 8192, .shm_offset = 0};
+  auto appended = std::get<p::AppendReply>(c.BellCall(a));
+  EXPECT_EQ(appended.result, 8192) << appended.message;
+  p::PreadRequest r{.handle = h, .offset = 0, .length = 8192, .rwf = 0, .shm_offset = 8192};
+  EXPECT_EQ(p::ResultOf(c.BellCall(r)).result, 8192);
+  EXPECT_EQ(std::memcmp(c.shm(), c.shm() + 8192, 8192), 0);
+  // The reply came by the doorbell: its sequence word answers ours.
+  EXPECT_EQ(c.bell().Word(p::kDoorbellReplySeqOffset).load(),
+            c.bell().Word(p::kDoorbellRequestSeqOffset).load());
+  // Errors travel the same way, in words.
+  auto closed = c.BellCall(p::FsyncRequest{.handle = 999});
+  EXPECT_EQ(p::ResultOf(closed).result, -EBADF);
+  EXPECT_NE(p::ResultOf(closed).message.find("999"), std::string::npos);
+  // A frame on the socket is still served (on the socket).
+  auto info = std::get<p::VolInfoReply>(c.Call(p::VolInfoRequest{}));
+  EXPECT_EQ(info.result, 0);
+  EXPECT_EQ(info.volume.nr_seq_files, 14u);
+  EXPECT_EQ(p::ResultOf(c.BellCall(p::CloseRequest{.handle = h})).result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+TEST_F(ZfiledTest, DoorbellOnlyInVersionTwoAndOnlyOnce) {
+  StartDevice();
+  {  // A version 1 session knows no DOORBELL.
+    RawClient old;
+    ASSERT_TRUE(old.Connect(socket_));
+    p::HelloReply hello = old.Hello();
+    ASSERT_EQ(hello.result, 0);
+    EXPECT_EQ(hello.protocol_version, 1u);
+    old.Doorbell();
+    EXPECT_TRUE(old.Dropped());
+  }
+  {  // A client from the future gets version 2.
+    RawClient later;
+    ASSERT_TRUE(later.Connect(socket_));
+    EXPECT_EQ(later.Hello("default", 9).protocol_version, p::kSessionProtocolVersion);
+    ASSERT_EQ(later.Doorbell(), 0);
+    later.Doorbell();  // on the socket, a second time
+    EXPECT_TRUE(later.Dropped());
+  }
+  EXPECT_NE(Log().find("a second DOORBELL"), std::string::npos) << Log();
+}
+
+TEST_F(ZfiledTest, DoorbellScribblersAreDroppedOthersCarryOn) {
+  StartDevice();
+  RawClient good;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello("default", 2).result, 0);
+  ASSERT_EQ(good.Doorbell(), 0);
+  const uint64_t h = good.BellOpen("seq/2", O_RDWR);
+
+  Result<std::vector<uint8_t>> valid = p::EncodeRequest(1, p::VolInfoRequest{});
+  ASSERT_TRUE(valid.ok());
+  std::vector<uint8_t> junk(p::kDoorbellSlotSize, 0xa5);
+  std::vector<uint8_t> with_fds = *valid;
+  with_fds[p::kFdCountOffset] = 1;
+  std::vector<uint8_t> range = *p::EncodeRequest(
+      2, p::PreadRequest{.handle = 1, .offset = 0, .length = 8192, .shm_offset = kShmSize - 4096});
+  std::vector<uint8_t> reply = *p::EncodeReply(3, p::VolSyncReply{});
+  struct Case {
+    const char* what;
+    std::span<const uint8_t> frame;
+    uint32_t len;
+  };
+  const Case cases[] = {
+      {"a length past the slot", *valid, 0xffffffffu},
+      {"a length one past the largest frame", *valid, uint32_t(p::kMaxFrameSize + 1)},
+      {"a length shorter than a header", *valid, 7},
+      {"a length that disagrees with the header", *valid, uint32_t(valid->size() + 100)},
+      {"garbage bytes", junk, 4096},
+      {"descriptors claimed", with_fds, uint32_t(with_fds.size())},
+      {"a range outside the region", range, uint32_t(range.size())},
+      {"a reply in the request slot", reply, uint32_t(reply.size())},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    RawClient bad;
+    ASSERT_TRUE(bad.Connect(socket_));
+    ASSERT_EQ(bad.Hello("default", 2).result, 0);
+    ASSERT_EQ(bad.Doorbell(), 0);
+    bad.Ring(c.frame, c.len);
+    EXPECT_TRUE(bad.Dropped());
+    // The others carry on.
+    auto st = std::get<p::FstatReply>(good.BellCall(p::FstatRequest{.handle = h}));
+    EXPECT_EQ(st.result, 0) << st.message;
+  }
+  EXPECT_EQ(Terminate(), 0) << Log();
+  EXPECT_NE(Log().find("doorbell request of 4294967295 bytes"), std::string::npos) << Log();
+}
+
+TEST_F(ZfiledTest, DoorbellClientKilledWhileSessionWaitsIsReleasedPromptly) {
+  StartDevice();
+  RawClient good;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello("default", 2).result, 0);
+  ASSERT_EQ(good.Doorbell(), 0);
+  const uint64_t h = good.BellOpen("seq/4", O_RDWR);
+  Fill(good.shm(), 8192, 9);
+  ASSERT_EQ(p::ResultOf(good.BellCall(p::PwriteRequest{
+                            .handle = h, .offset = 0, .length = 8192, .shm_offset = 0}))
+                .result,
+            8192);
+
+  // A child maps a view of the zone through its doorbell, says so, and
+  // waits to be killed: its session then sleeps on the doorbell's futex.
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    RawClient dying;
+    if (!dying.Connect(socket_) || dying.Hello("default", 2).result != 0 || dying.Doorbell() != 0)
+      _exit(1);
+    auto map = std::get<p::MapReply>(dying.BellCall(
+        p::MapRequest{.handle = dying.BellOpen("seq/4", O_RDONLY), .offset = 0, .length = 8192}));
+    if (map.result != 0) _exit(2);
+    (void)!write(ready[1], "x", 1);
+    pause();
+    _exit(0);
+  }
+  close(ready[1]);
+  char byte;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  close(ready[0]);
+  // While the view lives, the zone cannot be reset.
+  EXPECT_EQ(p::ResultOf(good.BellCall(p::FtruncateRequest{.handle = h, .size = 0})).result, -EBUSY);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // asleep on the futex by now
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  const auto killed = std::chrono::steady_clock::now();
+  bool reset = false;
+  while (!reset && std::chrono::steady_clock::now() - killed < std::chrono::seconds(5)) {
+    reset = p::ResultOf(good.BellCall(p::FtruncateRequest{.handle = h, .size = 0})).result == 0;
+    if (!reset) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - killed);
+  EXPECT_TRUE(reset) << "the dead client's view still pins the zone";
+  // The session looks at its socket every 50 ms (SessionBounds).
+  EXPECT_LT(took.count(), 1000);
+  EXPECT_EQ(Terminate(), 0) << Log();
 }
 
 TEST(MayAccess, OwnerGroupOtherAndRoot) {

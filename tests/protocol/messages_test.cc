@@ -14,6 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "protocol/doorbell.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/wire.h"
@@ -485,6 +486,23 @@ TEST(MessagesTest, HelloRequestIsChecked) {
                         "shared-memory size " + std::to_string(shm) + " is not a multiple of");
   }
   ExpectProtocolError(DecodeRequestFrame(hello(0, 4096)).status(), "protocol version 0");
+}
+
+TEST(MessagesTest, DoorbellRequestIsChecked) {
+  auto doorbell = [](uint64_t size, uint8_t fds) {
+    return Craft(
+        MessageType::kDoorbell, false, [=](WireWriter& w) { w.U64(size); }, fds);
+  };
+  EXPECT_TRUE(DecodeRequestFrame(doorbell(kDoorbellRegionSize, 1)).ok());
+  for (uint64_t size : {uint64_t{0}, kDoorbellRegionSize - 4096, kDoorbellRegionSize + 4096,
+                        uint64_t{UINT64_MAX}}) {
+    ExpectProtocolError(DecodeRequestFrame(doorbell(size, 1)).status(),
+                        "doorbell size " + std::to_string(size) + " is not the");
+  }
+  // Its region comes with it, or it is refused.
+  EXPECT_FALSE(DecodeRequestFrame(doorbell(kDoorbellRegionSize, 0)).ok());
+  EXPECT_EQ(FdCount(Request(DoorbellRequest{})), 1u);
+  EXPECT_EQ(FdCount(Reply(DoorbellReply{})), 0u);
 }
 
 std::vector<uint8_t> HelloReplyFrame(bool has_fd, uint32_t page, uint64_t arena,

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <string>
 
+#include "protocol/doorbell.h"
 #include "protocol/wire.h"
 
 namespace zfile::protocol::testing {
@@ -93,6 +94,7 @@ std::vector<Request> SampleRequests() {
   out.push_back(ChownRequest{"seq/1", UINT32_MAX, 100});
   out.push_back(MapRequest{8, 65536 + 17, 1 << 20});
   out.push_back(UnmapRequest{UINT64_MAX - 1});
+  out.push_back(DoorbellRequest{kDoorbellRegionSize});
   return out;
 }
 
@@ -195,6 +197,8 @@ std::vector<Reply> SampleReplies() {
 
   out.push_back(UnmapReply{});
   out.push_back(Failed<UnmapReply>(EINVAL, "view 5 does not exist"));
+  out.push_back(DoorbellReply{});
+  out.push_back(Failed<DoorbellReply>(EPROTO, "a second DOORBELL"));
   return out;
 }
 

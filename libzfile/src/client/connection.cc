@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -38,7 +40,12 @@ std::string ConnectHint(int err) {
 }  // namespace
 
 Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
-    : target_(target), sock_(std::move(sock)), reader_(sock_.get()) {}
+    : target_(target), sock_(std::move(sock)), reader_(sock_.get()) {
+  if (const char* env = std::getenv("ZFILE_DOORBELL")) want_doorbell_ = std::strcmp(env, "0") != 0;
+  if (const char* env = std::getenv("ZFILE_DOORBELL_SPIN_US")) {
+    spin_us_ = static_cast<uint32_t>(std::min<unsigned long>(std::strtoul(env, nullptr, 10), 1000));
+  }
+}
 
 Connection::~Connection() {
   if (shm_ != nullptr) ::munmap(shm_, shm_size_);
@@ -81,7 +88,8 @@ Status Connection::Hello(uint64_t shm_size) {
   shm_size_ = shm_size;
 
   proto::HelloRequest hello;
-  hello.protocol_version = proto::kProtocolVersion;
+  const uint32_t version = want_doorbell_ ? proto::kSessionProtocolVersion : 1;
+  hello.protocol_version = version;
   hello.volume = target_.volume;
   hello.shm_size = shm_size;
   const int fds[] = {region.get()};
@@ -93,7 +101,7 @@ Status Connection::Hello(uint64_t shm_size) {
     return Status(refused.err(), "zfiled at " + target_.socket_path + " refused volume '" +
                                      target_.volume + "': " + refused.message());
   }
-  if (reply.protocol_version < 1 || reply.protocol_version > proto::kProtocolVersion) {
+  if (reply.protocol_version < 1 || reply.protocol_version > version) {
     return Break(Status(EPROTO, "zfiled chose protocol version " +
                                     std::to_string(reply.protocol_version) +
                                     ", which this client does not speak"));
@@ -119,6 +127,21 @@ Status Connection::Hello(uint64_t shm_size) {
     limits_.cache_arena_size = reply.cache_arena_size;
   }
   hello_volume_ = reply.volume;
+  if (reply.protocol_version >= proto::kDoorbellSessionVersion) return SetUpDoorbell();
+  return Status::Ok();
+}
+
+Status Connection::SetUpDoorbell() {
+  ZF_ASSIGN_OR_RETURN(proto::UniqueFd region, proto::CreateShmRegion(proto::kDoorbellRegionSize));
+  ZF_ASSIGN_OR_RETURN(proto::DoorbellMap bell, proto::DoorbellMap::Map(region.get()));
+  proto::DoorbellRequest req;
+  req.size = proto::kDoorbellRegionSize;
+  const int fds[] = {region.get()};
+  ZF_ASSIGN_OR_RETURN(proto::Reply any, RoundTrip(req, fds, nullptr));
+  // A daemon that refuses keeps serving the socket; that is only slower.
+  if (proto::ResultOf(any).result < 0) return Status::Ok();
+  recv_buf_.reserve(proto::kMaxFrameSize);
+  bell_ = std::move(bell);
   return Status::Ok();
 }
 
@@ -130,6 +153,7 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
   // A request the codec refuses (a path too long, ...) is the caller's
   // error; nothing was sent, so the connection stays good.
   ZF_RETURN_IF_ERROR(proto::EncodeRequest(id, request, &send_buf_));
+  if (bell_.mapped() && fds.empty() && fds_out == nullptr) return BellRoundTrip(id, type);
   Status sent = proto::SendFrame(sock_.get(), send_buf_, fds);
   if (!sent.ok()) {
     return Break(Status(sent.err() == EPIPE ? EPIPE : ECONNRESET,
@@ -160,6 +184,84 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
         Status(EPROTO, "zfiled sent a bad " + f.header.Name() + ": " + reply.status().message()));
   }
   if (fds_out != nullptr) *fds_out = std::move(f.fds);
+  return std::move(reply).value();
+}
+
+Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type) {
+  auto name = [&] { return std::string(proto::MessageTypeName(type)); };
+  // EncodeRequest makes frames of at most kMaxFrameSize bytes, which fit.
+  std::memcpy(bell_.RequestSlot(), send_buf_.data(), send_buf_.size());
+  bell_.Word(proto::kDoorbellRequestLenOffset).store(static_cast<uint32_t>(send_buf_.size()));
+  const uint32_t seq = ++bell_seq_;
+  std::atomic_ref<uint32_t> request_seq = bell_.Word(proto::kDoorbellRequestSeqOffset);
+  std::atomic_ref<uint32_t> reply_seq = bell_.Word(proto::kDoorbellReplySeqOffset);
+  std::atomic_ref<uint32_t> waiting = bell_.Word(proto::kDoorbellClientWaitingOffset);
+  request_seq.store(seq);
+  // Only a sleeping session needs the system call (doorbell.h says why no
+  // ring is lost).
+  if (bell_.Word(proto::kDoorbellDaemonWaitingOffset).load() != 0) {
+    proto::FutexWake(bell_.WordAddress(proto::kDoorbellRequestSeqOffset));
+  }
+  doorbell_calls_.fetch_add(1, std::memory_order_relaxed);
+
+  auto answered = [&] { return reply_seq.load() == seq; };
+  if (!proto::SpinFor(spin_us_, answered)) {
+    while (true) {
+      waiting.store(1);
+      const uint32_t seen = reply_seq.load();
+      if (seen == seq) break;
+      const bool woken = proto::FutexWait(bell_.WordAddress(proto::kDoorbellReplySeqOffset), seen,
+                                          kDaemonCheckMs * 1000);
+      if (answered()) break;
+      if (woken) continue;
+      // The futex says nothing of a daemon that died: its socket does.
+      char byte;
+      const ssize_t n = ::recv(sock_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0) {
+        waiting.store(0);
+        return Break(Status(ECONNRESET, "zfiled went away (it closed the connection while the " +
+                                            name() + " request was in flight)"));
+      }
+      if (n > 0) {
+        waiting.store(0);
+        return Break(Status(EPROTO, "zfiled sent a frame on the socket while the " + name() +
+                                        " request was on the doorbell"));
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        const int err = errno;
+        waiting.store(0);
+        return Break(Status(ECONNRESET, "zfiled went away (waiting for the " + name() +
+                                            " reply: " + std::strerror(err) + ")"));
+      }
+    }
+    waiting.store(0);
+  }
+  // Copy the reply out before looking at it, the length read once.
+  const uint32_t len = bell_.Word(proto::kDoorbellReplyLenOffset).load();
+  if (len < proto::kFrameHeaderSize || len > proto::kMaxFrameSize) {
+    return Break(Status(EPROTO, "zfiled put a " + std::to_string(len) + "-byte " + name() +
+                                    " reply on the doorbell"));
+  }
+  recv_buf_.resize(len);
+  std::memcpy(recv_buf_.data(), bell_.ReplySlot(), len);
+  auto header = proto::DecodeFrameHeader(recv_buf_);
+  if (!header.ok()) {
+    return Break(Status(EPROTO, "zfiled sent a bad " + name() +
+                                    " reply on the doorbell: " + header.status().message()));
+  }
+  const proto::FrameHeader& h = *header;
+  if (!h.reply || h.request_id != id || h.type != type ||
+      h.payload_size != len - proto::kFrameHeaderSize || h.fd_count != 0) {
+    return Break(Status(EPROTO, "zfiled answered a " + name() + " request (id " +
+                                    std::to_string(id) + ") on the doorbell with a " + h.Name() +
+                                    " (id " + std::to_string(h.request_id) + ", " +
+                                    std::to_string(len) + " bytes)"));
+  }
+  auto reply = proto::DecodeReply(
+      h, std::span<const uint8_t>(recv_buf_).subspan(proto::kFrameHeaderSize), limits_);
+  if (!reply.ok()) {
+    return Break(Status(EPROTO, "zfiled sent a bad " + h.Name() + ": " + reply.status().message()));
+  }
   return std::move(reply).value();
 }
 

@@ -8,6 +8,17 @@
 // views per session, so whatever a connection opened must be used, closed
 // and unmapped through that same connection.
 //
+// When the daemon speaks session version 2, the connection moves its
+// requests to a shared-memory doorbell (protocol/doorbell.h) right after
+// HELLO: a request is written to the doorbell's slot and a futex is rung
+// instead of a frame being sent, which saves the socket's wake-ups (about
+// half the round trip). The socket stays for HELLO and DOORBELL, which
+// carry descriptors, and tells that the daemon has gone: a client waiting
+// on the doorbell looks at it every kDaemonCheckMs. Environment, read when a
+// connection opens: ZFILE_DOORBELL=0 keeps requests on the socket;
+// ZFILE_DOORBELL_SPIN_US=N busy-waits up to N µs for a reply before
+// sleeping (default 0: spinning helps only with a core to spare).
+//
 // Once the stream breaks (the daemon closed it, a send or receive failed,
 // or the daemon sent something the decoder refused) the connection is dead
 // for good: every later Call() fails with ECONNRESET saying "zfiled went
@@ -28,6 +39,7 @@
 
 #include "base/status.h"
 #include "client/client_uri.h"
+#include "protocol/doorbell.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
 #include "protocol/unique_fd.h"
@@ -74,6 +86,15 @@ class Connection {
   // The volume as the HELLO reply described it.
   const protocol::VolumeInfo& hello_volume() const { return hello_volume_; }
 
+  // Whether requests go through the doorbell, and how many have (readable
+  // without mu()).
+  bool on_doorbell() const { return bell_.mapped(); }
+  uint64_t doorbell_calls() const { return doorbell_calls_.load(std::memory_order_relaxed); }
+
+  // How often a client waiting for a doorbell reply checks that the daemon
+  // is still there.
+  static constexpr uint32_t kDaemonCheckMs = 10;
+
   // Whether the stream has broken (readable without mu()).
   bool broken() const { return broken_flag_.load(std::memory_order_acquire); }
 
@@ -89,6 +110,11 @@ class Connection {
   Connection(const ClientTarget& target, protocol::UniqueFd sock);
 
   Status Hello(uint64_t shm_size);
+  // After a version 2 HELLO: sends DOORBELL with a new doorbell region and
+  // moves to it if the daemon agrees (staying on the socket if it refuses).
+  Status SetUpDoorbell();
+  // RoundTrip's doorbell half: the request is already encoded in send_buf_.
+  Result<protocol::Reply> BellRoundTrip(uint64_t id, protocol::MessageType type);
   // Sends `request` with `fds`, reads the reply, and checks that it answers
   // the request (id and type). Descriptors that came with the reply go to
   // `fds_out` (dropped when it is null).
@@ -104,8 +130,11 @@ class Connection {
   std::vector<uint8_t> send_buf_;  // every request is encoded here
   Status broken_;
   protocol::SessionLimits limits_;
+  uint32_t bell_seq_ = 0;          // the last request_seq rung
+  std::vector<uint8_t> recv_buf_;  // doorbell replies, copied out of the slot
 
   std::atomic<bool> broken_flag_{false};
+  std::atomic<uint64_t> doorbell_calls_{0};
   std::atomic<int> pins_{0};
 
   // Set at HELLO, then read only.
@@ -113,6 +142,9 @@ class Connection {
   uint64_t shm_size_ = 0;
   protocol::UniqueFd arena_;
   protocol::VolumeInfo hello_volume_;
+  protocol::DoorbellMap bell_;  // unmapped: requests go on the socket
+  bool want_doorbell_ = true;
+  uint32_t spin_us_ = 0;
 };
 
 }  // namespace zfile

@@ -56,6 +56,8 @@ std::string_view MessageTypeName(MessageType type) {
       return "MAP";
     case MessageType::kUnmap:
       return "UNMAP";
+    case MessageType::kDoorbell:
+      return "DOORBELL";
   }
   return "unknown";
 }

@@ -42,6 +42,16 @@ namespace zfile::protocol {
 
 inline constexpr uint32_t kFrameMagic = 0x5250465a;
 inline constexpr uint16_t kProtocolVersion = 1;
+// The session protocol versions a HELLO negotiates (HelloRequest and
+// HelloReply protocol_version), distinct from the frame format above, which
+// is the same in every session version:
+//   1  requests and replies travel as frames on the socket;
+//   2  adds DOORBELL, by which the client may move its requests and their
+//      replies to a shared-memory doorbell (doorbell.h).
+// A daemon answers with the lower of its own and the client's, so old
+// clients and old daemons keep version 1.
+inline constexpr uint32_t kSessionProtocolVersion = 2;
+inline constexpr uint32_t kDoorbellSessionVersion = 2;
 inline constexpr size_t kFrameHeaderSize = 24;
 inline constexpr uint32_t kMaxPayloadSize = 64 * 1024;
 inline constexpr size_t kMaxFdsPerFrame = 4;
@@ -78,9 +88,10 @@ enum class MessageType : uint16_t {
   kChown = 15,
   kMap = 16,
   kUnmap = 17,
+  kDoorbell = 18,  // session version 2 (see kSessionProtocolVersion)
 };
 inline constexpr uint16_t kFirstMessageType = 1;
-inline constexpr uint16_t kLastMessageType = 17;
+inline constexpr uint16_t kLastMessageType = 18;
 inline constexpr uint16_t kReplyBit = 0x8000;
 
 // "HELLO", "PREAD", ...; "unknown" for values outside the enum.

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "protocol/doorbell.h"
 #include "protocol/wire.h"
 
 namespace zfile::protocol {
@@ -319,6 +320,19 @@ Status Get(WireReader& r, const SessionLimits&, UnmapRequest* m) {
   return r.U64("view id", &m->view_id);
 }
 
+Status Put(WireWriter& w, const DoorbellRequest& m) {
+  w.U64(m.size);
+  return Status::Ok();
+}
+Status Get(WireReader& r, const SessionLimits&, DoorbellRequest* m) {
+  ZF_RETURN_IF_ERROR(r.U64("doorbell size", &m->size));
+  if (m->size != kDoorbellRegionSize) {
+    return r.Error("doorbell size " + U64String(m->size) + " is not the " +
+                   U64String(kDoorbellRegionSize) + " bytes the layout needs");
+  }
+  return Status::Ok();
+}
+
 // --- Replies: the body after result and message -----------------------------
 
 Status PutBody(WireWriter& w, const HelloReply& m) {
@@ -472,6 +486,7 @@ size_t FdCountOf(const M&) {
   return 0;
 }
 size_t FdCountOf(const HelloRequest&) { return 1; }
+size_t FdCountOf(const DoorbellRequest&) { return 1; }
 size_t FdCountOf(const HelloReply& m) { return m.result >= 0 && m.has_cache_fd ? 1 : 0; }
 
 // Room for the header, the payload (written by `put_payload`), then the

@@ -30,6 +30,8 @@
 //   MAP        u64 handle, u64 offset,        u64 view_id, u64 start,
 //              u64 length                     u32 count, count x (u64 arena_offset, u64 length)
 //   UNMAP      u64 view_id                    -
+//   DOORBELL   u64 size  [+1 fd: doorbell]    -
+//              (session version 2 and later; doorbell.h)
 //
 // VolumeInfo and StatInfo are their struct's fields in declaration order
 // (below; VolumeInfo's label str<=64, uuid str<=36). Also checked: HELLO's
@@ -255,12 +257,22 @@ struct UnmapRequest {
   bool operator==(const UnmapRequest&) const = default;
 };
 
+// Moves the session's later requests to a shared-memory doorbell: a memfd
+// of `size` bytes (exactly kDoorbellRegionSize, doorbell.h) laid out as
+// doorbell.h says, passed with the frame. Only in sessions that agreed on
+// version kDoorbellSessionVersion or later, and at most once.
+struct DoorbellRequest {
+  static constexpr MessageType kType = MessageType::kDoorbell;
+  uint64_t size = 0;
+  bool operator==(const DoorbellRequest&) const = default;
+};
+
 // Alternative i is the request of MessageType i + 1 (checked at compile
 // time in messages.cc).
 using Request = std::variant<HelloRequest, VolInfoRequest, VolStatsRequest, VolSyncRequest,
                              OpenRequest, CloseRequest, PreadRequest, PwriteRequest, AppendRequest,
                              FsyncRequest, FtruncateRequest, FstatRequest, StatRequest,
-                             ChmodRequest, ChownRequest, MapRequest, UnmapRequest>;
+                             ChmodRequest, ChownRequest, MapRequest, UnmapRequest, DoorbellRequest>;
 
 // --- Replies ----------------------------------------------------------------
 
@@ -300,6 +312,7 @@ using FtruncateReply = ResultReply<MessageType::kFtruncate>;
 using ChmodReply = ResultReply<MessageType::kChmod>;
 using ChownReply = ResultReply<MessageType::kChown>;
 using UnmapReply = ResultReply<MessageType::kUnmap>;
+using DoorbellReply = ResultReply<MessageType::kDoorbell>;
 
 struct VolInfoReply : ReplyResult {
   static constexpr MessageType kType = MessageType::kVolInfo;
@@ -347,7 +360,7 @@ struct MapReply : ReplyResult {
 using Reply =
     std::variant<HelloReply, VolInfoReply, VolStatsReply, VolSyncReply, OpenReply, CloseReply,
                  PreadReply, PwriteReply, AppendReply, FsyncReply, FtruncateReply, FstatReply,
-                 StatReply, ChmodReply, ChownReply, MapReply, UnmapReply>;
+                 StatReply, ChmodReply, ChownReply, MapReply, UnmapReply, DoorbellReply>;
 
 MessageType TypeOf(const Request& request);
 MessageType TypeOf(const Reply& reply);
@@ -355,8 +368,8 @@ MessageType TypeOf(const Reply& reply);
 // The result fields of any reply.
 const ReplyResult& ResultOf(const Reply& reply);
 
-// How many descriptors go with the message: 1 for HELLO requests and for
-// successful HELLO replies with has_cache_fd; 0 otherwise.
+// How many descriptors go with the message: 1 for HELLO and DOORBELL
+// requests and for successful HELLO replies with has_cache_fd; 0 otherwise.
 size_t FdCount(const Request& request);
 size_t FdCount(const Reply& reply);
 

@@ -1,0 +1,137 @@
+// The shared-memory doorbell: an optional request/reply path between a
+// client and its zfiled session that avoids the socket's wake-ups.
+//
+// A session that agreed on session version kDoorbellSessionVersion at HELLO
+// may send DOORBELL with a memfd of kDoorbellRegionSize bytes (sealed as
+// the bulk region is, shm_region.h), laid out as below. From the DOORBELL
+// reply on, the client puts each request frame (exactly as EncodeRequest
+// makes it, descriptors not allowed) into the request slot and rings; the
+// session answers in the reply slot and rings back. The socket stays
+// connected: it is how each side notices that the other has gone (end of
+// file), and it still serves frames the client sends on it.
+//
+//   offset  size   field
+//        0     4   request_seq     futex word: the client stores a new
+//                                  value once the request slot is written
+//       64     4   reply_seq       futex word: the daemon stores the
+//                                  request_seq it answered once the reply
+//                                  slot is written
+//      128     4   request_len     bytes of the frame in the request slot
+//      192     4   reply_len       bytes of the frame in the reply slot
+//      256     4   daemon_waiting  nonzero while the daemon sleeps on
+//                                  request_seq (the client wakes it only then)
+//      320     4   client_waiting  nonzero while the client sleeps on
+//                                  reply_seq (the daemon wakes it only then)
+//     4096   72K   request slot
+//    77824   72K   reply slot
+//
+// Words are native-endian (both ends are on one host) and accessed
+// atomically; each waiter sets its "waiting" word, re-checks the sequence
+// and only then sleeps, and each waker stores the sequence before it reads
+// the "waiting" word (all sequentially consistent), so a wake-up is never
+// lost. Every sleep is also bounded (FutexWait's timeout): a peer that lies
+// in the "waiting" words delays only itself.
+//
+// Neither side trusts the other's words. The daemon in particular reads
+// the request length once, bounds it, and copies the frame out of shared
+// memory before decoding it: the client may scribble on the region at any
+// time.
+#ifndef ZFILE_PROTOCOL_DOORBELL_H_
+#define ZFILE_PROTOCOL_DOORBELL_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "base/status.h"
+#include "protocol/frame.h"
+#include "protocol/unique_fd.h"
+
+namespace zfile::protocol {
+
+inline constexpr size_t kDoorbellRequestSeqOffset = 0;
+inline constexpr size_t kDoorbellReplySeqOffset = 64;
+inline constexpr size_t kDoorbellRequestLenOffset = 128;
+inline constexpr size_t kDoorbellReplyLenOffset = 192;
+inline constexpr size_t kDoorbellDaemonWaitingOffset = 256;
+inline constexpr size_t kDoorbellClientWaitingOffset = 320;
+inline constexpr size_t kDoorbellSlotSize = 72 * 1024;
+inline constexpr size_t kDoorbellRequestSlotOffset = 4096;
+inline constexpr size_t kDoorbellReplySlotOffset = kDoorbellRequestSlotOffset + kDoorbellSlotSize;
+inline constexpr uint64_t kDoorbellRegionSize = kDoorbellReplySlotOffset + kDoorbellSlotSize;
+// The largest frame either side may put in a slot.
+inline constexpr size_t kMaxFrameSize = kFrameHeaderSize + kMaxPayloadSize;
+static_assert(kMaxFrameSize <= kDoorbellSlotSize);
+static_assert(kDoorbellRegionSize % 4096 == 0);
+
+// A mapping of a doorbell region (read and write), unmapped on destruction.
+class DoorbellMap {
+ public:
+  // Maps kDoorbellRegionSize bytes of `fd`, which the caller has checked
+  // (CheckShmRegion) or created (CreateShmRegion).
+  static Result<DoorbellMap> Map(int fd);
+
+  DoorbellMap() = default;
+  ~DoorbellMap();
+  DoorbellMap(DoorbellMap&& other) noexcept;
+  DoorbellMap& operator=(DoorbellMap&& other) noexcept;
+
+  bool mapped() const { return base_ != nullptr; }
+  uint8_t* base() const { return base_; }
+
+  // The 32-bit word at `offset` (one of the offsets above).
+  std::atomic_ref<uint32_t> Word(size_t offset) const {
+    return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base_ + offset));
+  }
+  uint32_t* WordAddress(size_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
+  uint8_t* RequestSlot() const { return base_ + kDoorbellRequestSlotOffset; }
+  uint8_t* ReplySlot() const { return base_ + kDoorbellReplySlotOffset; }
+
+ private:
+  explicit DoorbellMap(uint8_t* base) : base_(base) {}
+  uint8_t* base_ = nullptr;
+};
+
+// Sleeps while *word == expected, at most `timeout_us` microseconds (a
+// shared futex: the word may be in memory mapped by another process).
+// Returns false when the time ran out, true otherwise (woken, the word
+// differed already, or a signal): callers re-check their condition either
+// way.
+bool FutexWait(uint32_t* word, uint32_t expected, uint32_t timeout_us);
+// Wakes one sleeper on *word.
+void FutexWake(uint32_t* word);
+
+// Busy-waits up to `spin_us` microseconds for `done()` (checked first):
+// whether it became true. Spinning only pays when the peer answers
+// within the spin and has a core of its own to do it on.
+template <typename Done>
+bool SpinFor(uint32_t spin_us, Done done);
+
+// A spin-wait hint to the CPU.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+uint64_t MonotonicMicros();
+
+template <typename Done>
+bool SpinFor(uint32_t spin_us, Done done) {
+  if (done()) return true;
+  if (spin_us == 0) return false;
+  const uint64_t until = MonotonicMicros() + spin_us;
+  while (true) {
+    for (int i = 0; i < 64; ++i) {
+      CpuRelax();
+      if (done()) return true;
+    }
+    if (MonotonicMicros() >= until) return false;
+  }
+}
+
+}  // namespace zfile::protocol
+
+#endif  // ZFILE_PROTOCOL_DOORBELL_H_
