@@ -289,8 +289,10 @@ Session::Next Session::WaitForBell() {
     if (!interrupted_.load() && protocol::MonotonicMicros() < next_check) continue;
     // Has the client gone (end of file), or sent a frame on the socket
     // after all? Either way the socket path reads it.
+    // (Only when poll says so: a blocking read on an idle client's socket
+    // would stop us hearing the doorbell.)
     pollfd pfd{sock_.get(), POLLIN | POLLRDHUP, 0};
-    if (poll(&pfd, 1, 0) != 0 || interrupted_.load()) return Next::kSocket;
+    if (poll(&pfd, 1, 0) > 0 || interrupted_.load()) return Next::kSocket;
     next_check = protocol::MonotonicMicros() + check_us;
   }
 }

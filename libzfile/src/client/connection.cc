@@ -132,16 +132,20 @@ Status Connection::Hello(uint64_t shm_size) {
 }
 
 Status Connection::SetUpDoorbell() {
-  ZF_ASSIGN_OR_RETURN(proto::UniqueFd region, proto::CreateShmRegion(proto::kDoorbellRegionSize));
-  ZF_ASSIGN_OR_RETURN(proto::DoorbellMap bell, proto::DoorbellMap::Map(region.get()));
+  // Without a doorbell (no memory for it, the daemon refuses it) requests
+  // stay on the socket, which is only slower; only a broken connection
+  // fails the HELLO.
+  Result<proto::UniqueFd> region = proto::CreateShmRegion(proto::kDoorbellRegionSize);
+  if (!region.ok()) return Status::Ok();
+  Result<proto::DoorbellMap> bell = proto::DoorbellMap::Map(region->get());
+  if (!bell.ok()) return Status::Ok();
   proto::DoorbellRequest req;
   req.size = proto::kDoorbellRegionSize;
-  const int fds[] = {region.get()};
+  const int fds[] = {region->get()};
   ZF_ASSIGN_OR_RETURN(proto::Reply any, RoundTrip(req, fds, nullptr));
-  // A daemon that refuses keeps serving the socket; that is only slower.
   if (proto::ResultOf(any).result < 0) return Status::Ok();
   recv_buf_.reserve(proto::kMaxFrameSize);
-  bell_ = std::move(bell);
+  bell_ = std::move(*bell);
   return Status::Ok();
 }
 
