@@ -343,7 +343,10 @@ Status Server::Stop() {
   // writes too frees a session blocked sending to a client that does not
   // read its replies.
   if (!sessions.empty()) Log().info("closing {} client sessions", sessions.size());
-  for (Running& r : sessions) shutdown(r.sock, SHUT_RD);
+  // Interrupt shuts down reads and also makes a session waiting on its
+  // doorbell stop taking rings, which SHUT_RD alone would not: a client
+  // that keeps ringing would otherwise hold up the shutdown.
+  for (Running& r : sessions) r.session->Interrupt();
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + std::chrono::milliseconds(bounds_.stop_timeout_ms);
   const auto grace =
@@ -359,6 +362,13 @@ Status Server::Stop() {
       shut_down_writes = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Again: Interrupt's futex wake is lost if it lands just before the
+    // session goes to sleep (the client owns the futex word, so we cannot
+    // change it to make the sleep fail); repeating it bounds that delay to
+    // this loop's period rather than the session's sleep.
+    for (Running& r : sessions) {
+      if (!r.session->done()) r.session->Interrupt();
+    }
   }
   size_t stuck = 0;
   for (Running& r : sessions) {

@@ -253,12 +253,19 @@ void Session::Run() {
 Session::Next Session::WaitForBell() {
   std::atomic_ref<uint32_t> request_seq = bell_.Word(protocol::kDoorbellRequestSeqOffset);
   std::atomic_ref<uint32_t> waiting = bell_.Word(protocol::kDoorbellDaemonWaitingOffset);
+  // Once interrupted (Stop), the socket path takes over whatever the client
+  // does: it reads end of file there. interrupted_ is looked at before any
+  // ring is taken, so a client that keeps ringing cannot keep the session
+  // (and with it the daemon's shutdown) going.
+  if (interrupted_.load()) return Next::kSocket;
   // Any change of request_seq is a ring: its value means nothing to us but
   // that (the client may store what it likes there and confuses only
   // itself).
   auto rung = [&] { return request_seq.load() != bell_seq_; };
   const uint32_t check_us = std::max<uint32_t>(1, server_->bounds_.doorbell_check_ms) * 1000;
-  if (protocol::SpinFor(server_->bounds_.doorbell_spin_us, rung)) {
+  if (protocol::SpinFor(server_->bounds_.doorbell_spin_us,
+                        [&] { return interrupted_.load() || rung(); })) {
+    if (interrupted_.load()) return Next::kSocket;
     bell_seq_ = request_seq.load();
     return Next::kBell;
   }
@@ -270,29 +277,30 @@ Session::Next Session::WaitForBell() {
     // between either sees `waiting` and wakes us, or we see its ring here.
     waiting.store(1);
     const uint32_t seen = request_seq.load();
-    if (seen != bell_seq_) {
+    if (seen != bell_seq_ && !interrupted_.load()) {
       waiting.store(0);
       bell_seq_ = seen;
       return Next::kBell;
     }
     const uint64_t now_us = protocol::MonotonicMicros();
-    if (!interrupted_.load() && now_us < next_check) {
+    if (seen == bell_seq_ && !interrupted_.load() && now_us < next_check) {
       protocol::FutexWait(bell_.WordAddress(protocol::kDoorbellRequestSeqOffset), seen,
                           static_cast<uint32_t>(next_check - now_us));
     }
     waiting.store(0);
+    if (interrupted_.load()) return Next::kSocket;
     const uint32_t now = request_seq.load();
     if (now != bell_seq_) {
       bell_seq_ = now;
       return Next::kBell;
     }
-    if (!interrupted_.load() && protocol::MonotonicMicros() < next_check) continue;
+    if (protocol::MonotonicMicros() < next_check) continue;
     // Has the client gone (end of file), or sent a frame on the socket
     // after all? Either way the socket path reads it.
     // (Only when poll says so: a blocking read on an idle client's socket
     // would stop us hearing the doorbell.)
     pollfd pfd{sock_.get(), POLLIN | POLLRDHUP, 0};
-    if (poll(&pfd, 1, 0) > 0 || interrupted_.load()) return Next::kSocket;
+    if (poll(&pfd, 1, 0) > 0) return Next::kSocket;
     next_check = protocol::MonotonicMicros() + check_us;
   }
 }

@@ -1539,6 +1539,49 @@ TEST_F(ZfiledTest, DoorbellClientKilledWhileSessionWaitsIsReleasedPromptly) {
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
+// A client that keeps ringing must not hold up SIGTERM: Stop interrupts
+// its session, which then stops taking rings (review F1). Before the fix
+// the session was served until stop_timeout_ms ran out, and zfiled exited
+// 1 with its volumes left mounted.
+TEST_F(ZfiledTest, BusyDoorbellClientDoesNotHoldUpStop) {
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--stop-timeout-ms", "5000"});
+  std::atomic<bool> stop{false};
+  std::atomic<bool> ready{false};
+  std::atomic<uint64_t> calls{0};
+  std::thread hammer([&] {
+    RawClient c;
+    if (!c.Connect(socket_) || c.Hello("default", 2).result != 0 || c.Doorbell() != 0) {
+      ready = true;
+      return;
+    }
+    ready = true;
+    // Ring VOLINFO after VOLINFO, each as soon as the last is answered (and
+    // give up waiting once the test is done: the daemon is gone by then).
+    Result<std::vector<uint8_t>> frame = p::EncodeRequest(1, p::VolInfoRequest{});
+    if (!frame.ok()) return;
+    std::atomic_ref<uint32_t> reply_seq = c.bell().Word(p::kDoorbellReplySeqOffset);
+    std::atomic_ref<uint32_t> request_seq = c.bell().Word(p::kDoorbellRequestSeqOffset);
+    while (!stop) {
+      c.Ring(*frame, static_cast<uint32_t>(frame->size()));
+      while (!stop && reply_seq.load() != request_seq.load()) {
+        p::FutexWait(c.bell().WordAddress(p::kDoorbellReplySeqOffset), reply_seq.load(), 1000);
+      }
+      ++calls;
+    }
+  });
+  while (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_GT(calls.load(), 0u);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = Terminate();
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  stop = true;
+  hammer.join();
+  EXPECT_EQ(rc, 0) << Log();
+  EXPECT_LT(took.count(), 1000) << Log();
+}
+
 TEST(MayAccess, OwnerGroupOtherAndRoot) {
   PeerCred user{.pid = 1, .uid = 1000, .gid = 1000, .groups = {1000, 27}};
   EXPECT_TRUE(MayAccess(user, 0600, 1000, 0, 6));
