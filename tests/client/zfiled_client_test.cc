@@ -11,12 +11,14 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -365,6 +367,61 @@ TEST_F(ZfiledClient, DaemonKilledWhileAClientWaitsOnTheDoorbellIsEconnreset) {
   EXPECT_EQ(r, -ECONNRESET) << error;
   EXPECT_NE(error.find("zfiled went away"), std::string::npos) << error;
   EXPECT_NE(error.find("PWRITE"), std::string::npos) << error;
+  EXPECT_EQ(zfile_close(f), 0);
+  EXPECT_EQ(zfile_vol_close(vol), 0);
+}
+
+void IgnoreSignal(int) {}
+
+// As above, with the waiting thread getting a signal every 3 ms (as from a
+// profiler or an interval timer): each one ends its futex sleep early, and
+// the socket must still be looked at on time (review F2). Before the fix
+// the call hung for as long as the signals kept coming.
+TEST_F(ZfiledClient, DaemonDeathIsNoticedWhileSignalsKeepComing) {
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  zfile_file* f = nullptr;
+  ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
+  struct sigaction sa {};
+  struct sigaction old_sa {};
+  sa.sa_handler = IgnoreSignal;
+  sa.sa_flags = SA_RESTART;  // FUTEX_WAIT returns EINTR all the same
+  ASSERT_EQ(sigaction(SIGALRM, &sa, &old_sa), 0);
+  // Only the caller's thread takes SIGALRM.
+  sigset_t alrm;
+  sigemptyset(&alrm);
+  sigaddset(&alrm, SIGALRM);
+  sigset_t old_mask;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &alrm, &old_mask), 0);
+  ::kill(pid_, SIGSTOP);
+  std::atomic<bool> done{false};
+  ssize_t r = 0;
+  std::thread caller([&] {
+    pthread_sigmask(SIG_UNBLOCK, &alrm, nullptr);
+    char buf[kBlock] = {};
+    r = zfile_pwrite(f, buf, sizeof(buf), 0);
+    done = true;
+  });
+  itimerval every_3ms{{0, 3000}, {0, 3000}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &every_3ms, nullptr), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto killed = std::chrono::steady_clock::now();
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  while (!done && std::chrono::steady_clock::now() - killed < std::chrono::seconds(3)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const bool noticed = done.load();
+  const auto took = std::chrono::steady_clock::now() - killed;
+  itimerval off{};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  caller.join();
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  sigaction(SIGALRM, &old_sa, nullptr);
+  EXPECT_TRUE(noticed) << "a dead daemon went unnoticed while signals kept coming";
+  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_EQ(r, -ECONNRESET);
   EXPECT_EQ(zfile_close(f), 0);
   EXPECT_EQ(zfile_vol_close(vol), 0);
 }

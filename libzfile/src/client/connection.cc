@@ -210,14 +210,24 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
 
   auto answered = [&] { return reply_seq.load() == seq; };
   if (!proto::SpinFor(spin_us_, answered)) {
+    // The socket is peeked on a deadline, not after a sleep that timed out:
+    // signals (a profiler's SIGPROF, interval timers) and stray wakes end
+    // sleeps early, and a client that only peeked after a full timeout
+    // would never notice a dead daemon while they keep coming.
+    constexpr uint64_t kCheckUs = uint64_t{kDaemonCheckMs} * 1000;
+    uint64_t next_check = proto::MonotonicMicros() + kCheckUs;
     while (true) {
       waiting.store(1);
       const uint32_t seen = reply_seq.load();
       if (seen == seq) break;
-      const bool woken = proto::FutexWait(bell_.WordAddress(proto::kDoorbellReplySeqOffset), seen,
-                                          kDaemonCheckMs * 1000);
-      if (answered()) break;
-      if (woken) continue;
+      const uint64_t now_us = proto::MonotonicMicros();
+      if (now_us < next_check) {
+        proto::FutexWait(bell_.WordAddress(proto::kDoorbellReplySeqOffset), seen,
+                         static_cast<uint32_t>(next_check - now_us));
+        if (answered()) break;
+        if (proto::MonotonicMicros() < next_check) continue;
+      }
+      next_check = proto::MonotonicMicros() + kCheckUs;
       // The futex says nothing of a daemon that died: its socket does.
       char byte;
       const ssize_t n = ::recv(sock_.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
