@@ -144,7 +144,10 @@ void Session::Run() {
     std::span<const uint8_t> payload;
     std::vector<protocol::UniqueFd> fds;
     std::optional<protocol::Frame> frame;
-    const bool via_bell = bell_.mapped() && WaitForBell() == Next::kBell;
+    // Bytes the reader already holds (the client may send several frames
+    // in one go) do not make the socket readable again, so the doorbell
+    // wait would never look at them: read them first.
+    const bool via_bell = bell_.mapped() && !reader.mid_frame() && WaitForBell() == Next::kBell;
     if (via_bell) {
       Result<protocol::FrameHeader> taken = TakeBellRequest();
       if (!taken.ok()) {

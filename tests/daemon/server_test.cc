@@ -1582,6 +1582,36 @@ TEST_F(ZfiledTest, BusyDoorbellClientDoesNotHoldUpStop) {
   EXPECT_LT(took.count(), 1000) << Log();
 }
 
+// Frames sent on the socket of a doorbell session are still served, even
+// two in one send(): the second one then waits in the session's
+// FrameReader, where polling the socket cannot see it (review F3).
+TEST_F(ZfiledTest, DoorbellSessionServesSocketFramesSentTogether) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", 2).result, 0);
+  ASSERT_EQ(c.Doorbell(), 0);
+  std::vector<uint8_t> bytes, second;
+  ASSERT_TRUE(p::EncodeRequest(100, p::VolInfoRequest{}, &bytes).ok());
+  ASSERT_TRUE(p::EncodeRequest(101, p::VolInfoRequest{}, &second).ok());
+  bytes.insert(bytes.end(), second.begin(), second.end());
+  ASSERT_EQ(send(c.sock(), bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  timeval tv{3, 0};
+  ASSERT_EQ(setsockopt(c.sock(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+  p::FrameReader reader(c.sock());
+  for (uint64_t id : {100u, 101u}) {
+    Result<std::optional<p::Frame>> got = reader.Read();
+    ASSERT_TRUE(got.ok()) << "no reply to request " << id
+                          << " within 3 s: " << got.status().ToString() << "\n"
+                          << Log();
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ((*got)->header.request_id, id);
+  }
+  // And the doorbell still works after them.
+  EXPECT_EQ(p::ResultOf(c.BellCall(p::VolInfoRequest{})).result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
 TEST(MayAccess, OwnerGroupOtherAndRoot) {
   PeerCred user{.pid = 1, .uid = 1000, .gid = 1000, .groups = {1000, 27}};
   EXPECT_TRUE(MayAccess(user, 0600, 1000, 0, 6));
