@@ -426,6 +426,55 @@ TEST_F(ZfiledClient, DaemonDeathIsNoticedWhileSignalsKeepComing) {
   EXPECT_EQ(zfile_vol_close(vol), 0);
 }
 
+// A child forked after a connection was opened must not use it: it would
+// share the parent's doorbell, where one of two requests rung at once is
+// lost while both look answered (review F6). The child's calls fail with a
+// clear error, the parent's session carries on, and the child's volume
+// gets a session of its own for volume-wide requests.
+TEST_F(ZfiledClient, ForkedChildDoesNotUseTheParentsConnection) {
+  ClientTarget target{socket_, "data"};
+  Result<std::unique_ptr<Connection>> conn = Connection::Open(target, 1 << 20);
+  ASSERT_TRUE(conn.ok()) << conn.status().ToString();
+  ASSERT_TRUE((*conn)->on_doorbell());
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
+  zfile_file* f = nullptr;
+  ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Exit codes say what went wrong; no gtest in the child.
+    {
+      std::lock_guard<std::mutex> lock((*conn)->mu());
+      Result<protocol::VolInfoReply> info =
+          (*conn)->Call<protocol::VolInfoReply>(protocol::VolInfoRequest{});
+      if (info.ok()) ::_exit(10);
+      if (info.status().err() != ECONNRESET) ::_exit(11);
+      if (info.status().message().find("forked") == std::string::npos) ::_exit(12);
+      if (!(*conn)->broken()) ::_exit(13);
+    }
+    char buf[kBlock] = {};
+    if (zfile_pwrite(f, buf, sizeof(buf), 0) != -ECONNRESET) ::_exit(14);
+    if (zfile_vol_sync(vol) != 0) ::_exit(15);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see the exit codes in the child above";
+  // The parent's connection and files were not touched.
+  {
+    std::lock_guard<std::mutex> lock((*conn)->mu());
+    EXPECT_FALSE((*conn)->broken());
+    EXPECT_TRUE((*conn)->Call<protocol::VolInfoReply>(protocol::VolInfoRequest{}).ok());
+  }
+  char buf[kBlock] = {};
+  EXPECT_EQ(zfile_pwrite(f, buf, sizeof(buf), 0), static_cast<ssize_t>(kBlock))
+      << zfile_last_error();
+  EXPECT_EQ(zfile_close(f), 0);
+  EXPECT_EQ(zfile_vol_close(vol), 0);
+}
+
 TEST_F(ZfiledClient, UnknownVolumeIsRefused) {
   zfile_vol* vol = nullptr;
   EXPECT_LT(zfile_vol_open(("unix:" + socket_ + "?volume=nope").c_str(), nullptr, &vol), 0);

@@ -1,9 +1,11 @@
 #include "client/connection.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -37,10 +39,28 @@ std::string ConnectHint(int err) {
   }
 }
 
+// How many fork()s this process is from the one that loaded libzfile: a
+// connection made before a fork must not be used by the child (see
+// RoundTrip). Counted by a pthread_atfork handler rather than compared with
+// getpid() on every call, which is a system call.
+std::atomic<uint64_t> fork_generation{0};
+
+void CountFork() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+uint64_t ForkGeneration() {
+  static const bool registered = pthread_atfork(nullptr, nullptr, CountFork) == 0;
+  (void)registered;
+  return fork_generation.load(std::memory_order_relaxed);
+}
+
 }  // namespace
 
 Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
-    : target_(target), sock_(std::move(sock)), reader_(sock_.get()) {
+    : target_(target),
+      sock_(std::move(sock)),
+      reader_(sock_.get()),
+      owner_pid_(::getpid()),
+      fork_generation_(ForkGeneration()) {
   if (const char* env = std::getenv("ZFILE_DOORBELL")) want_doorbell_ = std::strcmp(env, "0") != 0;
   if (const char* env = std::getenv("ZFILE_DOORBELL_SPIN_US")) {
     spin_us_ = static_cast<uint32_t>(std::min<unsigned long>(std::strtoul(env, nullptr, 10), 1000));
@@ -151,6 +171,7 @@ Status Connection::SetUpDoorbell() {
 
 Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::span<const int> fds,
                                            std::vector<proto::UniqueFd>* fds_out) {
+  if (ForkGeneration() != fork_generation_) return ForkedAway();
   if (!broken_.ok()) return broken_;
   const uint64_t id = next_request_id_++;
   const proto::MessageType type = proto::TypeOf(request);
@@ -277,6 +298,23 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
     return Break(Status(EPROTO, "zfiled sent a bad " + h.Name() + ": " + reply.status().message()));
   }
   return std::move(reply).value();
+}
+
+Status Connection::ForkedAway() {
+  // The child shares the parent's socket, region and doorbell: its
+  // requests would overwrite the parent's in the doorbell's slot (one of
+  // them never executed, yet both "answered") or interleave with them on
+  // the socket. So the child's copy is broken for good, but without
+  // Break's shutdown(), which would cut the parent's session too. The
+  // volume then opens the child a session of its own for volume-wide
+  // requests; files opened before the fork fail.
+  broken_ = Status(ECONNRESET, "this connection to zfiled at " + target_.socket_path +
+                                   " was opened by pid " + std::to_string(owner_pid_) + "; pid " +
+                                   std::to_string(::getpid()) +
+                                   " (a child forked since) cannot use it: open the volume "
+                                   "again in the child");
+  broken_flag_.store(true, std::memory_order_release);
+  return broken_;
 }
 
 Status Connection::Break(Status why) {

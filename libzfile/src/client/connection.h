@@ -19,12 +19,19 @@
 // ZFILE_DOORBELL_SPIN_US=N busy-waits up to N µs for a reply before
 // sleeping (default 0: spinning helps only with a core to spare).
 //
+// A connection belongs to the process that opened it. In a child forked
+// since, every Call() fails with ECONNRESET saying so, and the parent's
+// session is left alone: the child would share the parent's socket, region
+// and doorbell, and its requests would be lost or mixed with the parent's.
+//
 // Once the stream breaks (the daemon closed it, a send or receive failed,
 // or the daemon sent something the decoder refused) the connection is dead
 // for good: every later Call() fails with ECONNRESET saying "zfiled went
 // away" and why.
 #ifndef ZFILE_CLIENT_CONNECTION_H_
 #define ZFILE_CLIENT_CONNECTION_H_
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstddef>
@@ -113,6 +120,9 @@ class Connection {
   // After a version 2 HELLO: sends DOORBELL with a new doorbell region and
   // moves to it if the daemon agrees (staying on the socket if it refuses).
   Status SetUpDoorbell();
+  // In a child forked after the connection was made: marks the child's copy
+  // broken (leaving the parent's session alone) and says why.
+  Status ForkedAway();
   // RoundTrip's doorbell half: the request is already encoded in send_buf_.
   Result<protocol::Reply> BellRoundTrip(uint64_t id, protocol::MessageType type);
   // Sends `request` with `fds`, reads the reply, and checks that it answers
@@ -142,7 +152,9 @@ class Connection {
   uint64_t shm_size_ = 0;
   protocol::UniqueFd arena_;
   protocol::VolumeInfo hello_volume_;
-  protocol::DoorbellMap bell_;  // unmapped: requests go on the socket
+  protocol::DoorbellMap bell_;      // unmapped: requests go on the socket
+  const pid_t owner_pid_;           // the process that opened it
+  const uint64_t fork_generation_;  // ... and how many forks from libzfile's first
   bool want_doorbell_ = true;
   uint32_t spin_us_ = 0;
 };
