@@ -63,12 +63,21 @@ struct SessionBounds {
   // A session on the shared-memory doorbell (protocol/doorbell.h) sleeps on
   // a futex, which the client's death does not wake: it looks at its
   // socket at least this often, so a dead client's pins go within this long.
+  // At most kMaxDoorbellCheckMs (larger values are cut to it).
   uint32_t doorbell_check_ms = 50;
   // How long a doorbell session busy-waits for the next request before it
   // sleeps (0: never). Spinning saves the futex wake-up only when requests
   // follow each other closely and the machine has a core to spare.
+  // At most kMaxDoorbellSpinUs (larger values are cut to it).
   uint32_t doorbell_spin_us = 0;
 };
+
+// Caps of the doorbell knobs above, applied where they are used: a spin of
+// seconds would burn a core per session for nothing, and a check interval
+// of more than a minute would keep a dead client's pins that long (and
+// beyond about 4.29 M ms would overflow the 32-bit microseconds).
+inline constexpr uint32_t kMaxDoorbellSpinUs = 1000;
+inline constexpr uint32_t kMaxDoorbellCheckMs = 60000;
 
 // A mounted volume as the server serves it.
 struct ServedVolume {

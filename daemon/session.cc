@@ -265,8 +265,10 @@ Session::Next Session::WaitForBell() {
   // that (the client may store what it likes there and confuses only
   // itself).
   auto rung = [&] { return request_seq.load() != bell_seq_; };
-  const uint32_t check_us = std::max<uint32_t>(1, server_->bounds_.doorbell_check_ms) * 1000;
-  if (protocol::SpinFor(server_->bounds_.doorbell_spin_us,
+  const uint64_t check_us =
+      uint64_t{std::clamp<uint32_t>(server_->bounds_.doorbell_check_ms, 1, kMaxDoorbellCheckMs)} *
+      1000;
+  if (protocol::SpinFor(std::min(server_->bounds_.doorbell_spin_us, kMaxDoorbellSpinUs),
                         [&] { return interrupted_.load() || rung(); })) {
     if (interrupted_.load()) return Next::kSocket;
     bell_seq_ = request_seq.load();

@@ -43,8 +43,9 @@ class Session {
   void Run();
 
   // Makes Run return after the request in progress (if any) is answered:
-  // the next read sees end of file (a session waiting on its doorbell is
-  // woken to look). Any thread.
+  // the next read sees end of file, and a session on the doorbell takes no
+  // more rings (it is woken to look). Server::Stop calls it, more than once
+  // if the session lingers, since the futex wake can be lost. Any thread.
   void Interrupt();
 
   bool done() const { return done_.load(); }

@@ -1612,6 +1612,40 @@ TEST_F(ZfiledTest, DoorbellSessionServesSocketFramesSentTogether) {
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
+// User plus system CPU time of process `pid`, in clock ticks.
+long CpuTicksOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  // Fields after the command's closing parenthesis, from field 3 (state);
+  // utime and stime are fields 14 and 15.
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string field;
+  long ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stol(field);
+  }
+  return ticks;
+}
+
+// --doorbell-spin-us is capped (review F7): a session told to spin for an
+// hour spins for a millisecond, then sleeps.
+TEST_F(ZfiledTest, DoorbellSpinIsCapped) {
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--doorbell-spin-us",
+         "4000000000"});
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", 2).result, 0);
+  ASSERT_EQ(c.Doorbell(), 0);
+  EXPECT_EQ(p::ResultOf(c.BellCall(p::VolInfoRequest{})).result, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const long before = CpuTicksOf(pid_);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Spinning all along would be about 100 ticks.
+  EXPECT_LT(CpuTicksOf(pid_) - before, 20);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
 TEST(MayAccess, OwnerGroupOtherAndRoot) {
   PeerCred user{.pid = 1, .uid = 1000, .gid = 1000, .groups = {1000, 27}};
   EXPECT_TRUE(MayAccess(user, 0600, 1000, 0, 6));

@@ -61,8 +61,12 @@ Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
       reader_(sock_.get()),
       owner_pid_(::getpid()),
       fork_generation_(ForkGeneration()) {
-  if (const char* env = std::getenv("ZFILE_DOORBELL")) want_doorbell_ = std::strcmp(env, "0") != 0;
-  if (const char* env = std::getenv("ZFILE_DOORBELL_SPIN_US")) {
+  // secure_getenv, as for ZFILED_SOCKET: a setuid program's caller must not
+  // steer how it talks to the daemon.
+  if (const char* env = secure_getenv("ZFILE_DOORBELL")) {
+    want_doorbell_ = std::strcmp(env, "0") != 0;
+  }
+  if (const char* env = secure_getenv("ZFILE_DOORBELL_SPIN_US")) {
     spin_us_ = static_cast<uint32_t>(std::min<unsigned long>(std::strtoul(env, nullptr, 10), 1000));
   }
 }

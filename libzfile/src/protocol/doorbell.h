@@ -29,8 +29,10 @@
 // atomically; each waiter sets its "waiting" word, re-checks the sequence
 // and only then sleeps, and each waker stores the sequence before it reads
 // the "waiting" word (all sequentially consistent), so a wake-up is never
-// lost. Every sleep is also bounded (FutexWait's timeout): a peer that lies
-// in the "waiting" words delays only itself.
+// lost. Every sleep is also bounded (FutexWait's timeout), and each side
+// looks at the socket on a deadline however its sleeps end: a peer that
+// lies in the "waiting" words delays only itself, and a peer that dies is
+// noticed.
 //
 // Neither side trusts the other's words. The daemon in particular reads
 // the request length once, bounds it, and copies the frame out of shared
