@@ -62,8 +62,12 @@ struct SessionBounds {
   uint32_t stop_timeout_ms = 10000;
   // A session on the shared-memory doorbell (protocol/doorbell.h) sleeps on
   // a futex, which the client's death does not wake: it looks at its
-  // socket at least this often, so a dead client's pins go within this long.
-  // At most kMaxDoorbellCheckMs (larger values are cut to it).
+  // socket this long after its last request, then at intervals that double
+  // while the client stays idle, up to kDoorbellIdleCheckMs (or this, if
+  // longer). So an idle session wakes about once a second rather than 20
+  // times, and a dead client's pins go within that long (a stopgap until
+  // the session can block on the socket itself; review F4). At most
+  // kMaxDoorbellCheckMs (larger values are cut to it).
   uint32_t doorbell_check_ms = 50;
   // How long a doorbell session busy-waits for the next request before it
   // sleeps (0: never). Spinning saves the futex wake-up only when requests
@@ -78,6 +82,9 @@ struct SessionBounds {
 // beyond about 4.29 M ms would overflow the 32-bit microseconds).
 inline constexpr uint32_t kMaxDoorbellSpinUs = 1000;
 inline constexpr uint32_t kMaxDoorbellCheckMs = 60000;
+// The longest a doorbell session that has been idle a while goes without
+// looking at its socket (unless doorbell_check_ms is longer).
+inline constexpr uint32_t kDoorbellIdleCheckMs = 1000;
 
 // A mounted volume as the server serves it.
 struct ServedVolume {

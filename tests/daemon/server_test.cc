@@ -1646,6 +1646,37 @@ TEST_F(ZfiledTest, DoorbellSpinIsCapped) {
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
+// Idle doorbell sessions look at their sockets less and less often (review
+// F4). Checked with a 1 ms check interval, so that sessions that kept it
+// would cost a lot (1000 wake-ups a second each); backed off to the 1 s
+// cap they cost nothing measurable, and a ring is still answered at once.
+TEST_F(ZfiledTest, IdleDoorbellSessionsBackOff) {
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--doorbell-check-ms", "1"});
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 32; ++i) {
+    auto c = std::make_unique<RawClient>();
+    ASSERT_TRUE(c->Connect(socket_));
+    ASSERT_EQ(c->Hello("default", 2).result, 0);
+    ASSERT_EQ(c->Doorbell(), 0);
+    clients.push_back(std::move(c));
+  }
+  // 1, 2, 4, ... 512 ms: backed off to the cap within about 1 s.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const long before = CpuTicksOf(pid_);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // 32,000 wake-ups a second would be tens of ticks.
+  EXPECT_LT(CpuTicksOf(pid_) - before, 5);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(p::ResultOf(clients[0]->BellCall(p::VolInfoRequest{})).result, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+  // A client that leaves while idle is still noticed (within the 1 s cap),
+  // and Stop is not held up by sessions asleep on long intervals.
+  clients.pop_back();
+  const auto t1 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Terminate(), 0) << Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(1));
+}
+
 TEST(MayAccess, OwnerGroupOtherAndRoot) {
   PeerCred user{.pid = 1, .uid = 1000, .gid = 1000, .groups = {1000, 27}};
   EXPECT_TRUE(MayAccess(user, 0600, 1000, 0, 6));
