@@ -1417,6 +1417,62 @@ TEST_F(ZfiledTest, DoorbellServesRequestsOnceNegotiated) {
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
+// DOORBELLs whose region is wrong are refused in words; the session goes on
+// over the socket, keeps none of the descriptors, and a right DOORBELL
+// afterwards is taken.
+TEST_F(ZfiledTest, DoorbellWithAWrongRegionIsRefusedInWords) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
+  const size_t baseline = OpenFds(pid_);
+  const p::DoorbellRequest req{.size = p::kDoorbellRegionSize};
+  auto refused = [&](int fd, const std::string& words) {
+    p::Reply reply = c.Call(req, {&fd, 1});
+    EXPECT_EQ(p::ResultOf(reply).result, -EPROTO) << p::ResultOf(reply).message;
+    EXPECT_NE(p::ResultOf(reply).message.find(words), std::string::npos)
+        << p::ResultOf(reply).message;
+    auto info = std::get<p::VolInfoReply>(c.Call(p::VolInfoRequest{}));
+    EXPECT_EQ(info.result, 0) << "the session did not go on after the refusal";
+  };
+  {  // A memfd that could be shrunk under the daemon's mapping.
+    UniqueFd unsealed(memfd_create("unsealed", MFD_CLOEXEC));
+    ASSERT_TRUE(unsealed.valid());
+    ASSERT_EQ(ftruncate(unsealed.get(), p::kDoorbellRegionSize), 0);
+    refused(unsealed.get(), "F_SEAL_SHRINK");
+  }
+  {  // Shorter than announced.
+    Result<UniqueFd> small = p::CreateShmRegion(4096);
+    ASSERT_TRUE(small.ok());
+    refused(small->get(), "less than the");
+  }
+  {  // The right region, but open only for reading.
+    Result<UniqueFd> region = p::CreateShmRegion(p::kDoorbellRegionSize);
+    ASSERT_TRUE(region.ok());
+    const std::string proc = "/proc/self/fd/" + std::to_string(region->get());
+    UniqueFd ro(open(proc.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(ro.valid());
+    refused(ro.get(), "reading and writing");
+  }
+  {  // A regular file.
+    const std::string path = dir_ + "/bell";
+    UniqueFd file(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(file.valid());
+    ASSERT_EQ(ftruncate(file.get(), p::kDoorbellRegionSize), 0);
+    refused(file.get(), "memfd");
+  }
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    back = OpenFds(pid_) <= baseline;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(back) << OpenFds(pid_) << " descriptors open, " << baseline << " before";
+  ASSERT_EQ(c.Doorbell(), 0);
+  auto info = std::get<p::VolInfoReply>(c.BellCall(p::VolInfoRequest{}));
+  EXPECT_EQ(info.result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
 TEST_F(ZfiledTest, DoorbellOnlyInVersionTwoAndOnlyOnce) {
   StartDevice();
   {  // A version 1 session knows no DOORBELL.
