@@ -43,13 +43,13 @@
 #include "device/zoned_device.h"
 #include "format/mkfs.h"
 #include "zfile/zfile.h"
-
-#ifndef ZFILED_BINARY
-#define ZFILED_BINARY ""
-#endif
+#include "zfiled_process.h"
 
 namespace zfile {
 namespace {
+
+using ::zfile::testing::DefaultZfiledBinary;
+using ::zfile::testing::ZfiledProcess;
 
 constexpr const char* kGeometry =
     "size=256M&zone_size=32M&zone_capacity=24M&conv=2&block_size=4096&max_open=6&max_active=8";
@@ -58,12 +58,6 @@ constexpr size_t kBlock = 4096;
 // sequential file, and to its own region of cnv/0.
 constexpr uint64_t kProcessSeqBytes = 4 << 20;
 constexpr uint64_t kProcessCnvBytes = 300 * 1000;
-
-// $ZFILED_BINARY, else the one this build tree would produce.
-std::string DaemonBinary() {
-  const char* env = std::getenv("ZFILED_BINARY");
-  return env != nullptr && env[0] != '\0' ? env : ZFILED_BINARY;
-}
 
 struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
@@ -79,7 +73,7 @@ Buffer Pattern(size_t len, unsigned seed) {
 class ZfiledClient : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string binary = DaemonBinary();
+    const std::string binary = DefaultZfiledBinary();
     if (binary.empty() || ::access(binary.c_str(), X_OK) != 0) {
       GTEST_SKIP() << "zfiled is not built (looked for '" << binary
                    << "'; set ZFILED_BINARY to use another): client-mode integration not run";
@@ -110,26 +104,12 @@ class ZfiledClient : public ::testing::Test {
   // Starts zfiled on the test's device and socket (with daemon_args_) and
   // waits until it accepts connections.
   void StartDaemon() {
-    std::vector<char*> argv;
-    argv.push_back(binary_.data());
-    for (std::string& arg : daemon_args_) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      ::execv(binary_.c_str(), argv.data());
-      std::_Exit(127);
-    }
-    for (int i = 0; i < 200; ++i) {
-      if (Connectable()) return;
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "zfiled exited at start (status " << status << ")";
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    FAIL() << "zfiled did not listen on " << socket_ << " within 10 s";
+    Status s = zfiled_.Start({.binary = binary_,
+                              .args = daemon_args_,
+                              .log_path = dir_ + "/zfiled.log",
+                              .ready = ZfiledProcess::Ready::kConnect,
+                              .socket_path = socket_});
+    ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
   void TearDown() override {
@@ -139,22 +119,9 @@ class ZfiledClient : public ::testing::Test {
 
   // SIGTERM, which must write back, close zones and exit 0.
   void StopDaemon() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "zfiled status " << status;
-  }
-
-  bool Connectable() const {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    socket_.copy(addr.sun_path, sizeof(addr.sun_path) - 1);
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    return ok;
+    if (!zfiled_.running()) return;
+    const ZfiledProcess::Exit exit = zfiled_.Stop();
+    EXPECT_TRUE(exit.clean()) << exit.ToString() << "; its log:\n" << zfiled_.Log();
   }
 
   std::string uri() const { return "unix:" + socket_ + "?volume=data"; }
@@ -164,7 +131,7 @@ class ZfiledClient : public ::testing::Test {
   std::string device_;
   std::string binary_;
   std::vector<std::string> daemon_args_;
-  pid_t pid_ = -1;
+  ZfiledProcess zfiled_;
 };
 
 TEST_F(ZfiledClient, ReadWriteAppendStatMapClose) {
@@ -288,9 +255,7 @@ TEST_F(ZfiledClient, DaemonDeathIsEconnresetInWords) {
   ASSERT_EQ(zfile_vol_open(uri().c_str(), nullptr, &vol), 0) << zfile_last_error();
   zfile_file* f = nullptr;
   ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
+  zfiled_.Kill();
   char buf[kBlock] = {};
   const ssize_t r = zfile_pwrite(f, buf, sizeof(buf), 0);
   EXPECT_TRUE(r == -ECONNRESET || r == -EPIPE) << r << ": " << zfile_last_error();
@@ -349,7 +314,7 @@ TEST_F(ZfiledClient, DaemonKilledWhileAClientWaitsOnTheDoorbellIsEconnreset) {
   ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
   // Stopped, the daemon cannot answer: the request waits on the futex
   // until the daemon dies.
-  ::kill(pid_, SIGSTOP);
+  ASSERT_TRUE(zfiled_.Signal(SIGSTOP));
   ssize_t r = 0;
   std::string error;
   std::thread caller([&] {
@@ -359,9 +324,7 @@ TEST_F(ZfiledClient, DaemonKilledWhileAClientWaitsOnTheDoorbellIsEconnreset) {
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto killed = std::chrono::steady_clock::now();
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
+  zfiled_.Kill();
   caller.join();
   EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(2));
   EXPECT_EQ(r, -ECONNRESET) << error;
@@ -393,7 +356,7 @@ TEST_F(ZfiledClient, DaemonDeathIsNoticedWhileSignalsKeepComing) {
   sigaddset(&alrm, SIGALRM);
   sigset_t old_mask;
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &alrm, &old_mask), 0);
-  ::kill(pid_, SIGSTOP);
+  ASSERT_TRUE(zfiled_.Signal(SIGSTOP));
   std::atomic<bool> done{false};
   ssize_t r = 0;
   std::thread caller([&] {
@@ -406,9 +369,7 @@ TEST_F(ZfiledClient, DaemonDeathIsNoticedWhileSignalsKeepComing) {
   ASSERT_EQ(setitimer(ITIMER_REAL, &every_3ms, nullptr), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto killed = std::chrono::steady_clock::now();
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  pid_ = -1;
+  zfiled_.Kill();
   while (!done && std::chrono::steady_clock::now() - killed < std::chrono::seconds(3)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -734,9 +695,8 @@ TEST_F(ZfiledClient, KillNineKeepsEveryAcknowledgedWrite) {
       EXPECT_FALSE(w.stopped) << w.path << " stopped before the kill: " << w.error;
     }
   }
-  ASSERT_EQ(::kill(pid_, SIGKILL), 0);
-  ASSERT_EQ(::waitpid(pid_, nullptr, 0), pid_);
-  pid_ = -1;
+  ASSERT_TRUE(zfiled_.running());
+  zfiled_.Kill();
   {
     std::lock_guard<std::mutex> lock(mu);
     killed = true;
