@@ -32,6 +32,7 @@
 
 #include "base/status.h"
 #include "daemon/config.h"
+#include "daemon/fuse_mount.h"
 #include "engine/volume.h"
 #include "protocol/unique_fd.h"
 
@@ -72,6 +73,9 @@ struct ServedVolume {
   // cannot be reopened writable by anyone else either). Invalid when the
   // cache has no arena descriptor (MAP then fails with EOPNOTSUPP).
   protocol::UniqueFd arena_ro;
+  // The FUSE mount of a volume with a mount point (VolumeConfig::mount);
+  // declared after `volume`, which it uses, so that it goes first.
+  std::unique_ptr<FuseMount> fuse;
 };
 
 // What the peer is: SO_PEERCRED and SO_PEERGROUPS, the credentials of the
@@ -87,7 +91,8 @@ class Session;
 
 class Server {
  public:
-  // Mounts every volume of `config` and listens on its socket. Fails, with
+  // Mounts every volume of `config`, listens on its socket, and mounts
+  // each volume that has a mount point there with FUSE. Fails, with
   // everything mounted so far unmounted again, if a device does not mount,
   // the socket's directory is missing, or another daemon already listens
   // on the socket (EADDRINUSE).
@@ -110,7 +115,9 @@ class Server {
   //     down both ways so that a session blocked sending to a client that
   //     does not read gives up; sessions are joined for up to
   //     bounds.stop_timeout_ms;
-  //  4. unmounts the volumes (writing back what was dirtied since 2, and
+  //  4. unmounts the FUSE mounts (lazily: the names go at once, programs
+  //     with files open get ENOTCONN) and closes the files they had open;
+  //  5. unmounts the volumes (writing back what was dirtied since 2, and
   //     closing zones).
   // The first error is returned; the others are logged. If sessions are
   // still running at the deadline, they are logged, abandoned (their

@@ -1,0 +1,651 @@
+#include "daemon/fuse_mount.h"
+
+// The low-level API of libfuse 3.12 and later (fuse_session_receive_buf,
+// fuse_session_process_buf); Debian's libfuse3-dev 3.14 provides it.
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "base/log.h"
+
+extern char** environ;
+
+namespace zfile::daemon {
+namespace {
+
+// Names are decimal zone-order numbers; zonefs's ZONEFS_FNAME_MAX.
+constexpr unsigned long kNameMax = 16;
+// Names never change (the files are the zones): the kernel may keep them.
+// Attributes are never cached: a sequential file's size is its write
+// pointer, which any path may move.
+constexpr double kEntryTimeout = 3600.0;
+constexpr double kAttrTimeout = 0.0;
+// Requests served at once; reads of one file and, where the kernel allows
+// it, direct writes reach the engine in parallel.
+constexpr int kWorkers = 8;
+// The largest read or write one request carries.
+constexpr unsigned kMaxWrite = 1u << 20;
+// Wakes a worker blocked reading /dev/fuse at Stop: its handler does
+// nothing, installed without SA_RESTART so that read() returns EINTR.
+constexpr int kWakeSignal = SIGUSR2;
+
+void IgnoreWake(int) {}
+
+// Detaches whatever is mounted on `mount_point` (umount2(MNT_DETACH) as
+// root, fusermount3 -u -z otherwise), so that it goes once unused.
+Status LazyUnmount(const std::string& mount_point) {
+  if (geteuid() == 0) {
+    if (umount2(mount_point.c_str(), MNT_DETACH) != 0) {
+      return ErrnoStatus(errno, "umount2(" + mount_point + ", MNT_DETACH)");
+    }
+    return Status();
+  }
+  const char* argv[] = {"fusermount3", "-u", "-z", "-q", mount_point.c_str(), nullptr};
+  pid_t pid;
+  int err = posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char**>(argv), environ);
+  if (err != 0) return ErrnoStatus(err, "running fusermount3 -u -z " + mount_point);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    return Status(EIO, "fusermount3 -u -z " + mount_point + " failed");
+  }
+  return Status();
+}
+
+}  // namespace
+
+Status CheckFuseAvailable() {
+  if (access("/dev/fuse", R_OK | W_OK) != 0) {
+    return ErrnoStatus(errno, "/dev/fuse (the fuse kernel module and device; package fuse3)");
+  }
+  return Status();
+}
+
+class FuseMount::Impl : public FileChangeObserver {
+ public:
+  Impl(std::string name, Volume* vol, std::string mount_point)
+      : name_(std::move(name)), vol_(vol), mount_point_(std::move(mount_point)) {}
+  ~Impl() override { Stop(); }
+
+  Status Start();
+  void Stop();
+  const std::string& mount_point() const { return mount_point_; }
+
+  // FileChangeObserver: queued for the notifier thread, never told to the
+  // kernel from here: the change may be made inside a FUSE request whose
+  // inode the kernel holds locked, and notify_inval_inode must not run in
+  // the execution path of a request on the same file (libfuse's contract).
+  void FileChanged(FileInode* inode, uint64_t offset, uint64_t len) override;
+
+ private:
+  // A node of the tree: the root, cnv/, seq/, or a file. FUSE node ids
+  // index nodes_ (FUSE_ROOT_ID is 1); st_ino is what the engine reports.
+  struct Node {
+    std::string name;
+    std::string path;  // "" for the root, "cnv", "seq/3"
+    fuse_ino_t parent = FUSE_ROOT_ID;
+    FileInode* inode = nullptr;  // null for directories
+    std::vector<fuse_ino_t> children;
+  };
+
+  static Impl* Of(fuse_req_t req) { return static_cast<Impl*>(fuse_req_userdata(req)); }
+  static FileHandle* HandleOf(const fuse_file_info* fi) {
+    return reinterpret_cast<FileHandle*>(static_cast<uintptr_t>(fi->fh));
+  }
+  // Replies with the error of `s`, logging its words (the kernel passes
+  // the number only).
+  static void ReplyError(fuse_req_t req, const Status& s, const char* op);
+
+  Status BuildTree();
+  const Node* NodeOf(fuse_ino_t ino) const {
+    return ino < nodes_.size() && ino != 0 ? &nodes_[ino] : nullptr;
+  }
+  Status FillStat(const Node& node, struct stat* st) const;
+  void Worker(int index);
+  void Notifier();
+
+  // The operations (fuse_lowlevel_ops).
+  static void OpInit(void* userdata, fuse_conn_info* conn);
+  static void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  static void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                        fuse_file_info* fi);
+  static void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  static void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  static void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                      fuse_file_info* fi);
+  static void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  static void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+  static void OpStatfs(fuse_req_t req, fuse_ino_t ino);
+  static void OpMknod(fuse_req_t req, fuse_ino_t, const char* name, mode_t, dev_t);
+  static void OpMkdir(fuse_req_t req, fuse_ino_t, const char* name, mode_t);
+  static void OpUnlink(fuse_req_t req, fuse_ino_t, const char* name);
+  static void OpRename(fuse_req_t req, fuse_ino_t, const char* name, fuse_ino_t, const char*,
+                       unsigned int);
+  static void OpSymlink(fuse_req_t req, const char*, fuse_ino_t, const char* name);
+  static void OpLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char* name);
+  static void OpCreate(fuse_req_t req, fuse_ino_t, const char* name, mode_t, fuse_file_info*);
+  static void NoNames(fuse_req_t req, const char* what, const char* name);
+
+  const std::string name_;
+  Volume* const vol_;
+  const std::string mount_point_;
+  const timespec mounted_at_ = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts;
+  }();
+
+  std::vector<Node> nodes_;  // built before serving, constant after
+  std::unordered_map<const FileInode*, fuse_ino_t> node_of_inode_;
+
+  fuse_session* se_ = nullptr;
+  bool mounted_ = false;
+  bool stopped_ = false;
+
+  struct WorkerThread {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::vector<std::unique_ptr<WorkerThread>> workers_;
+
+  // Files the kernel has open: closed by Stop if the kernel never released
+  // them (it does not once the mount is gone), so the volume can unmount.
+  std::mutex handles_mu_;
+  std::unordered_set<FileHandle*> handles_;  // owned
+
+  struct Inval {
+    fuse_ino_t ino;
+    uint64_t offset, len;
+  };
+  std::mutex inval_mu_;
+  std::condition_variable inval_cv_;
+  std::deque<Inval> inval_;  // guarded by inval_mu_
+  bool inval_stop_ = false;  // guarded by inval_mu_
+  std::thread notifier_;
+};
+
+void FuseMount::Impl::ReplyError(fuse_req_t req, const Status& s, const char* op) {
+  Log().debug("fuse {}: {}", op, s.ToString());
+  fuse_reply_err(req, s.err() != 0 ? s.err() : EIO);
+}
+
+Status FuseMount::Impl::BuildTree() {
+  nodes_.resize(2);  // 0 unused, 1 the root
+  nodes_[FUSE_ROOT_ID].parent = FUSE_ROOT_ID;
+  ZF_ASSIGN_OR_RETURN(std::vector<std::string> dirs, vol_->List(""));
+  for (const std::string& dir : dirs) {
+    const fuse_ino_t dir_ino = nodes_.size();
+    nodes_.push_back(Node{dir, dir, FUSE_ROOT_ID, nullptr, {}});
+    nodes_[FUSE_ROOT_ID].children.push_back(dir_ino);
+    ZF_ASSIGN_OR_RETURN(std::vector<std::string> files, vol_->List(dir));
+    for (const std::string& file : files) {
+      const std::string path = dir + "/" + file;
+      ZF_ASSIGN_OR_RETURN(FileInode * inode, vol_->Lookup(path));
+      const fuse_ino_t ino = nodes_.size();
+      nodes_.push_back(Node{file, path, dir_ino, inode, {}});
+      nodes_[dir_ino].children.push_back(ino);
+      node_of_inode_[inode] = ino;
+    }
+  }
+  return Status();
+}
+
+Status FuseMount::Impl::FillStat(const Node& node, struct stat* st) const {
+  FileStat fs;
+  ZF_RETURN_IF_ERROR(vol_->StatPath(node.path, &fs));
+  *st = {};
+  st->st_ino = fs.ino;
+  st->st_mode = fs.mode;
+  st->st_nlink = node.inode != nullptr ? 1 : 2 + (node.path.empty() ? node.children.size() : 0);
+  st->st_uid = fs.uid;
+  st->st_gid = fs.gid;
+  st->st_size = static_cast<off_t>(fs.size);
+  st->st_blocks = static_cast<blkcnt_t>(fs.blocks);
+  st->st_blksize = fs.block_size;
+  // zonefs keeps no times: every inode has the mount's.
+  st->st_atim = st->st_mtim = st->st_ctim = mounted_at_;
+  return Status();
+}
+
+void FuseMount::Impl::OpInit(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  if (conn->max_write < kMaxWrite) conn->max_write = kMaxWrite;
+  // Data never goes through the kernel's cache (direct_io on every open),
+  // so nothing for it to write back or read ahead.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  conn->max_readahead = 0;
+}
+
+void FuseMount::Impl::OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Impl* self = Of(req);
+  const Node* dir = self->NodeOf(parent);
+  if (dir == nullptr || dir->inode != nullptr) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  for (fuse_ino_t child : dir->children) {
+    if (self->nodes_[child].name != name) continue;
+    fuse_entry_param e{};
+    e.ino = child;
+    e.generation = 1;
+    e.entry_timeout = kEntryTimeout;
+    e.attr_timeout = kAttrTimeout;
+    Status s = self->FillStat(self->nodes_[child], &e.attr);
+    if (!s.ok()) return ReplyError(req, s, "lookup");
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  fuse_reply_err(req, ENOENT);
+}
+
+void FuseMount::Impl::OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Impl* self = Of(req);
+  const Node* node = self->NodeOf(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  struct stat st;
+  Status s = self->FillStat(*node, &st);
+  if (!s.ok()) return ReplyError(req, s, "getattr");
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+// The kernel has already checked the caller may do it (default_permissions:
+// owner or root for chmod, root to give a file away, write permission to
+// truncate); here the engine applies zonefs's rules (SPEC section 4).
+void FuseMount::Impl::OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                                fuse_file_info* fi) {
+  Impl* self = Of(req);
+  const Node* node = self->NodeOf(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (node->inode == nullptr) {
+    // zonefs's directories are fixed: 0555, root's.
+    if (to_set &
+        (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE)) {
+      return (void)fuse_reply_err(req, EPERM);
+    }
+  } else {
+    FileInode* inode = node->inode;
+    Status s;
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+      s = fi != nullptr ? HandleOf(fi)->Truncate(static_cast<uint64_t>(attr->st_size))
+                        : inode->Truncate(static_cast<uint64_t>(attr->st_size));
+    }
+    if (s.ok() && (to_set & FUSE_SET_ATTR_MODE)) s = inode->Chmod(attr->st_mode & 07777);
+    if (s.ok() && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+      s = inode->Chown((to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : UINT32_MAX,
+                       (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : UINT32_MAX);
+    }
+    // Times: zonefs keeps none; touch on a file succeeds and changes nothing.
+    if (!s.ok()) return ReplyError(req, s, "setattr");
+  }
+  struct stat st;
+  Status s = self->FillStat(*node, &st);
+  if (!s.ok()) return ReplyError(req, s, "setattr");
+  fuse_reply_attr(req, &st, kAttrTimeout);
+}
+
+void FuseMount::Impl::OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                                fuse_file_info*) {
+  Impl* self = Of(req);
+  const Node* dir = self->NodeOf(ino);
+  if (dir == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (dir->inode != nullptr) return (void)fuse_reply_err(req, ENOTDIR);
+  // Entry i is ".", "..", then the children; `off` is the index to start at.
+  std::vector<char> buf(size);
+  size_t used = 0;
+  const size_t total = 2 + dir->children.size();
+  for (size_t i = static_cast<size_t>(off); i < total; ++i) {
+    const Node& n = i == 0   ? *dir
+                    : i == 1 ? self->nodes_[dir->parent]
+                             : self->nodes_[dir->children[i - 2]];
+    const char* name = i == 0 ? "." : i == 1 ? ".." : n.name.c_str();
+    struct stat st {};
+    FileStat fs;
+    if (self->vol_->StatPath(n.path, &fs).ok()) st.st_ino = fs.ino;
+    st.st_mode = n.inode != nullptr ? S_IFREG : S_IFDIR;
+    size_t len = fuse_add_direntry(req, buf.data() + used, size - used, name, &st,
+                                   static_cast<off_t>(i + 1));
+    if (len > size - used) break;
+    used += len;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void FuseMount::Impl::OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Impl* self = Of(req);
+  const Node* node = self->NodeOf(ino);
+  if (node == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (node->inode == nullptr) return (void)fuse_reply_err(req, EISDIR);
+  // The flags that mean something to the engine reach it; the kernel's own
+  // (O_LARGEFILE, O_NOFOLLOW, O_CLOEXEC, FMODE_EXEC, ...) are its business.
+  const int flags = fi->flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_APPEND | O_TRUNC |
+                                 O_NOATIME | O_NONBLOCK);
+  Result<std::unique_ptr<FileHandle>> h = self->vol_->Open(node->path, flags);
+  if (!h.ok()) return ReplyError(req, h.status(), "open");
+  FileHandle* raw = h->release();
+  {
+    std::lock_guard<std::mutex> lock(self->handles_mu_);
+    self->handles_.insert(raw);
+  }
+  fi->fh = reinterpret_cast<uintptr_t>(raw);
+  // Every read and write goes to the engine with the caller's offset and
+  // length: the kernel's page cache holds nothing of the file (but for
+  // private mappings, which FileChanged invalidates).
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  if (fuse_reply_open(req, fi) == -ENOENT) {
+    // The opener was interrupted: the kernel will never release it.
+    std::lock_guard<std::mutex> lock(self->handles_mu_);
+    self->handles_.erase(raw);
+    delete raw;
+  }
+}
+
+void FuseMount::Impl::OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
+                             fuse_file_info* fi) {
+  // Block-aligned, so that a direct read goes to the device without a
+  // bounce buffer.
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 4096, size == 0 ? 4096 : size) != 0) {
+    return (void)fuse_reply_err(req, ENOMEM);
+  }
+  std::unique_ptr<void, decltype(&std::free)> buf(mem, &std::free);
+  Result<size_t> n = HandleOf(fi)->PRead(buf.get(), size, static_cast<uint64_t>(off), 0);
+  if (!n.ok()) return ReplyError(req, n.status(), "read");
+  fuse_reply_buf(req, static_cast<const char*>(buf.get()), *n);
+}
+
+void FuseMount::Impl::OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+                              fuse_file_info* fi) {
+  // An O_APPEND handle appends at the write pointer whatever `off` says
+  // (the kernel's idea of the size may be stale).
+  Result<size_t> n = HandleOf(fi)->PWrite(buf, size, static_cast<uint64_t>(off), 0);
+  if (!n.ok()) return ReplyError(req, n.status(), "write");
+  fuse_reply_write(req, *n);
+}
+
+void FuseMount::Impl::OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  // Nothing is buffered between the kernel and the engine.
+  fuse_reply_err(req, 0);
+}
+
+void FuseMount::Impl::OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  Impl* self = Of(req);
+  FileHandle* h = HandleOf(fi);
+  {
+    std::lock_guard<std::mutex> lock(self->handles_mu_);
+    self->handles_.erase(h);
+  }
+  delete h;  // ends explicit-open writing, as close(2) does on zonefs
+  fuse_reply_err(req, 0);
+}
+
+void FuseMount::Impl::OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info* fi) {
+  Status s = HandleOf(fi)->Fsync();
+  if (!s.ok()) return ReplyError(req, s, "fsync");
+  fuse_reply_err(req, 0);
+}
+
+// As zonefs_statfs: every zone's capacity is a block of the file system;
+// conventional files count as full, sequential files as far as their write
+// pointer; there are as many inodes as files and none free.
+void FuseMount::Impl::OpStatfs(fuse_req_t req, fuse_ino_t) {
+  Impl* self = Of(req);
+  const VolumeInfo info = self->vol_->Info();
+  const uint64_t bs = info.block_size != 0 ? info.block_size : 4096;
+  uint64_t blocks = 0, used = 0, files = 0;
+  for (const Node& n : self->nodes_) {
+    if (n.inode == nullptr) continue;
+    ++files;
+    blocks += n.inode->capacity() / bs;
+    used += (n.inode->sequential() ? n.inode->size() : n.inode->capacity()) / bs;
+  }
+  struct statvfs sv {};
+  sv.f_bsize = bs;
+  sv.f_frsize = bs;
+  sv.f_blocks = blocks;
+  sv.f_bfree = used > blocks ? 0 : blocks - used;
+  sv.f_bavail = sv.f_bfree;
+  sv.f_files = files;
+  sv.f_ffree = 0;
+  sv.f_favail = 0;
+  sv.f_namemax = kNameMax;
+  if (info.read_only) sv.f_flag |= ST_RDONLY;
+  fuse_reply_statfs(req, &sv);
+}
+
+void FuseMount::Impl::NoNames(fuse_req_t req, const char* what, const char* name) {
+  Log().debug("fuse {} '{}': EPERM: the files of a zonefs volume are its zones", what, name);
+  fuse_reply_err(req, EPERM);
+}
+void FuseMount::Impl::OpMknod(fuse_req_t req, fuse_ino_t, const char* name, mode_t, dev_t) {
+  NoNames(req, "mknod", name);
+}
+void FuseMount::Impl::OpMkdir(fuse_req_t req, fuse_ino_t, const char* name, mode_t) {
+  NoNames(req, "mkdir", name);
+}
+void FuseMount::Impl::OpUnlink(fuse_req_t req, fuse_ino_t, const char* name) {
+  NoNames(req, "unlink/rmdir", name);
+}
+void FuseMount::Impl::OpRename(fuse_req_t req, fuse_ino_t, const char* name, fuse_ino_t,
+                               const char*, unsigned int) {
+  NoNames(req, "rename", name);
+}
+void FuseMount::Impl::OpSymlink(fuse_req_t req, const char*, fuse_ino_t, const char* name) {
+  NoNames(req, "symlink", name);
+}
+void FuseMount::Impl::OpLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char* name) {
+  NoNames(req, "link", name);
+}
+void FuseMount::Impl::OpCreate(fuse_req_t req, fuse_ino_t, const char* name, mode_t,
+                               fuse_file_info*) {
+  NoNames(req, "create", name);
+}
+
+void FuseMount::Impl::FileChanged(FileInode* inode, uint64_t offset, uint64_t len) {
+  auto it = node_of_inode_.find(inode);
+  if (it == node_of_inode_.end()) return;
+  {
+    std::lock_guard<std::mutex> lock(inval_mu_);
+    if (inval_stop_) return;
+    inval_.push_back(Inval{it->second, offset, len});
+  }
+  inval_cv_.notify_one();
+}
+
+void FuseMount::Impl::Notifier() {
+  std::unique_lock<std::mutex> lock(inval_mu_);
+  while (true) {
+    inval_cv_.wait(lock, [this] { return inval_stop_ || !inval_.empty(); });
+    if (inval_stop_) return;
+    Inval inv = inval_.front();
+    inval_.pop_front();
+    lock.unlock();
+    // len 0: the whole file. ENOENT: the kernel has not looked it up (or
+    // has forgotten it), so it caches nothing of it.
+    int err = fuse_lowlevel_notify_inval_inode(se_, inv.ino, static_cast<off_t>(inv.offset),
+                                               static_cast<off_t>(inv.len));
+    if (err != 0 && err != -ENOENT) {
+      Log().debug("fuse: invalidating node {}: {}", inv.ino, ErrnoName(-err));
+    }
+    lock.lock();
+  }
+}
+
+void FuseMount::Impl::Worker(int index) {
+  // Only the wake signal reaches this thread (the rest stay blocked, for
+  // zfiled's signalfd).
+  sigset_t wake;
+  sigemptyset(&wake);
+  sigaddset(&wake, kWakeSignal);
+  pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
+  fuse_buf buf{};
+  while (!fuse_session_exited(se_)) {
+    int n = fuse_session_receive_buf(se_, &buf);
+    if (n == -EINTR || n == -EAGAIN) continue;
+    if (n <= 0) {
+      // ENODEV: unmounted under us (fusermount3 -u by an administrator).
+      if (n < 0 && n != -ENODEV) Log().error("fuse worker {}: {}", index, ErrnoName(-n));
+      fuse_session_exit(se_);
+      break;
+    }
+    fuse_session_process_buf(se_, &buf);
+  }
+  std::free(buf.mem);
+  workers_[index]->done = true;
+}
+
+Status FuseMount::Impl::Start() {
+  ZF_RETURN_IF_ERROR(CheckFuseAvailable());
+  struct stat mst {};
+  if (stat(mount_point_.c_str(), &mst) != 0) {
+    if (errno != ENOTCONN) return ErrnoStatus(errno, "mount point " + mount_point_);
+    // A zfiled that died left its mount behind: nobody serves it any more.
+    Log().warn("{}: a stale FUSE mount (ENOTCONN), from a daemon that died; detaching it",
+               mount_point_);
+    ZF_RETURN_IF_ERROR(LazyUnmount(mount_point_).WithContext("cleaning up the stale mount"));
+    if (stat(mount_point_.c_str(), &mst) != 0) {
+      return ErrnoStatus(errno, "mount point " + mount_point_ + " after detaching a stale mount");
+    }
+  }
+  if (!S_ISDIR(mst.st_mode))
+    return Status(ENOTDIR, "mount point " + mount_point_ + " is not a directory");
+  ZF_RETURN_IF_ERROR(BuildTree());
+
+  struct sigaction sa {};
+  sa.sa_handler = IgnoreWake;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked read must return EINTR
+  if (sigaction(kWakeSignal, &sa, nullptr) != 0) return ErrnoStatus(errno, "sigaction");
+
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o{};
+    o.init = OpInit;
+    o.lookup = OpLookup;
+    o.getattr = OpGetattr;
+    o.setattr = OpSetattr;
+    o.readdir = OpReaddir;
+    o.open = OpOpen;
+    o.read = OpRead;
+    o.write = OpWrite;
+    o.flush = OpFlush;
+    o.release = OpRelease;
+    o.fsync = OpFsync;
+    o.statfs = OpStatfs;
+    o.mknod = OpMknod;
+    o.mkdir = OpMkdir;
+    o.unlink = OpUnlink;
+    o.rmdir = OpUnlink;
+    o.rename = OpRename;
+    o.symlink = OpSymlink;
+    o.link = OpLink;
+    o.create = OpCreate;
+    return o;
+  }();
+  // default_permissions: the kernel checks mode/uid/gid as for any file
+  // system. allow_other: the volume is for every user (as root only; a user
+  // needs user_allow_other in /etc/fuse.conf for it).
+  std::string opts = "fsname=zfile:" + name_ + ",subtype=zfile,default_permissions";
+  if (geteuid() == 0) opts += ",allow_other";
+  std::vector<std::string> args_s = {"zfiled", "-o", opts};
+  std::vector<char*> argv;
+  for (std::string& a : args_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
+  fuse_opt_free_args(&args);
+  if (se_ == nullptr) return Status(EINVAL, "fuse_session_new failed (options: " + opts + ")");
+  if (fuse_session_mount(se_, mount_point_.c_str()) != 0) {
+    fuse_session_destroy(se_);
+    se_ = nullptr;
+    return Status(EIO, "cannot mount FUSE on " + mount_point_ +
+                           " (libfuse says why on stderr; is it a directory you may mount on?)");
+  }
+  mounted_ = true;
+  notifier_ = std::thread([this] { Notifier(); });
+  for (int i = 0; i < kWorkers; ++i) workers_.push_back(std::make_unique<WorkerThread>());
+  for (int i = 0; i < kWorkers; ++i) workers_[i]->thread = std::thread([this, i] { Worker(i); });
+  vol_->SetChangeObserver(this);
+  Log().info("volume '{}' mounted on {} (FUSE)", name_, mount_point_);
+  return Status();
+}
+
+void FuseMount::Impl::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (se_ == nullptr) return;
+  vol_->SetChangeObserver(nullptr);
+  {
+    std::lock_guard<std::mutex> lock(inval_mu_);
+    inval_stop_ = true;
+  }
+  inval_cv_.notify_all();
+  if (notifier_.joinable()) notifier_.join();
+  // Stop the workers first (each finishes the request it serves), then
+  // unmount, so that the device descriptor is not closed under them.
+  fuse_session_exit(se_);
+  for (bool all_done = false; !all_done;) {
+    all_done = true;
+    for (auto& w : workers_) {
+      if (w->done) continue;
+      all_done = false;
+      pthread_kill(w->thread.native_handle(), kWakeSignal);
+    }
+    if (!all_done) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& w : workers_) w->thread.join();
+  workers_.clear();
+  // Lazy: programs with files open keep them (they get ENOTCONN from now
+  // on), the name is gone at once.
+  if (mounted_) fuse_session_unmount(se_);
+  fuse_session_destroy(se_);
+  se_ = nullptr;
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  if (!handles_.empty()) {
+    Log().info("volume '{}': closing {} file(s) still open through {}", name_, handles_.size(),
+               mount_point_);
+  }
+  for (FileHandle* h : handles_) delete h;
+  handles_.clear();
+  Log().info("volume '{}': unmounted {} (FUSE)", name_, mount_point_);
+}
+
+Result<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& name, Volume* vol,
+                                                    const std::string& mount_point) {
+  auto impl = std::make_unique<Impl>(name, vol, mount_point);
+  ZF_RETURN_IF_ERROR(impl->Start().WithContext("volume '" + name + "'"));
+  return std::unique_ptr<FuseMount>(new FuseMount(std::move(impl)));
+}
+
+FuseMount::FuseMount(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FuseMount::~FuseMount() { Stop(); }
+void FuseMount::Stop() {
+  if (impl_) impl_->Stop();
+}
+const std::string& FuseMount::mount_point() const { return impl_->mount_point(); }
+
+}  // namespace zfile::daemon

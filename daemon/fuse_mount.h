@@ -1,0 +1,62 @@
+// FuseMount: one volume as a zonefs-like tree (cnv/, seq/) on a FUSE mount
+// point, for every program (SPEC section 7, FUSE front end). Its one job is
+// to map the libfuse3 low-level operations onto the engine's Volume:
+//  - names, inode numbers (st_ino as zonefs numbers them), sizes, modes and
+//    owners come from the engine; nothing is cached by the kernel for long
+//    (attributes not at all: sequential sizes move with every write);
+//  - the kernel checks permissions itself (default_permissions) against
+//    the mode/uid/gid the engine reports;
+//  - create, unlink, rename, mkdir, ... are EPERM, as zonefs;
+//  - every open is direct_io, so reads and writes reach the engine with the
+//    caller's open flags (O_DIRECT, O_SYNC/O_DSYNC, O_APPEND, O_TRUNC) and
+//    the kernel's page cache holds no file data, except pages of private
+//    mappings: whenever a file's data changes, whatever path changed it,
+//    FuseMount asks the kernel to drop those (notify_inval_inode);
+//  - requests are served by a multi-threaded session loop, with no lock of
+//    its own around the engine.
+//
+// Lifetime (RAII): Start mounts and starts serving; the destructor (or
+// Stop) unmounts (lazily, so open files do not keep it), stops the loop,
+// and closes every file the kernel still had open, so that the Volume can
+// then be unmounted. The Volume must outlive the FuseMount.
+#ifndef ZFILE_DAEMON_FUSE_MOUNT_H_
+#define ZFILE_DAEMON_FUSE_MOUNT_H_
+
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "engine/volume.h"
+
+namespace zfile::daemon {
+
+class FuseMount {
+ public:
+  // Mounts `vol` (named `name`, shown as the file system's source
+  // "zfile:NAME") on the directory `mount_point` and serves it. A stale
+  // mount left there by a daemon that died (ENOTCONN) is detached first.
+  static Result<std::unique_ptr<FuseMount>> Start(const std::string& name, Volume* vol,
+                                                  const std::string& mount_point);
+  ~FuseMount();
+  FuseMount(const FuseMount&) = delete;
+  FuseMount& operator=(const FuseMount&) = delete;
+
+  // Unmounts and stops serving; idempotent.
+  void Stop();
+
+  const std::string& mount_point() const;
+
+  class Impl;
+
+ private:
+  explicit FuseMount(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether /dev/fuse can be used by this process (for a clear error before
+// trying to mount).
+Status CheckFuseAvailable();
+
+}  // namespace zfile::daemon
+
+#endif  // ZFILE_DAEMON_FUSE_MOUNT_H_
