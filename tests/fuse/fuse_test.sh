@@ -216,7 +216,7 @@ fi
 if command -v fio >/dev/null; then
   sh_ok "fio randwrite verify=crc32c on cnv/0" fio --name=verify --filename="$M/cnv/0" \
     --rw=randwrite --bs=4k --size=8M --direct=1 --ioengine=psync --verify=crc32c \
-    --do_verify=1 --numjobs=1
+    --do_verify=1 --numjobs=1 --verify_state_save=0
   sh_ok "fio parallel direct reads" fio --name=reads --filename="$M/cnv/0" --rw=randread \
     --bs=4k --size=8M --direct=1 --ioengine=psync --numjobs=4 --runtime=1 --time_based
 fi
