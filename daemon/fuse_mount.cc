@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -352,13 +354,20 @@ void FuseMount::Impl::OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi)
     std::lock_guard<std::mutex> lock(self->handles_mu_);
     self->handles_.insert(raw);
   }
-  fi->fh = reinterpret_cast<uintptr_t>(raw);
-  // Every read and write goes to the engine with the caller's offset and
-  // length: the kernel's page cache holds nothing of the file (but for
-  // private mappings, which FileChanged invalidates).
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
-  if (fuse_reply_open(req, fi) == -ENOENT) {
+  // The reply is built here rather than by fuse_reply_open, which (libfuse
+  // 3.14) cannot say FOPEN_PARALLEL_DIRECT_WRITES:
+  //  - FOPEN_DIRECT_IO: every read and write goes to the engine with the
+  //    caller's offset and length; the kernel's page cache holds nothing of
+  //    the file (but for private mappings, which FileChanged invalidates);
+  //  - FOPEN_PARALLEL_DIRECT_WRITES: the kernel takes the file's lock
+  //    shared, not exclusive, for writes that do not extend the file, so
+  //    that direct writes to a conventional file reach the engine in
+  //    parallel (the engine orders what needs ordering: sequential files).
+  fuse_open_out out{};
+  out.fh = reinterpret_cast<uintptr_t>(raw);
+  out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+  iovec iov{&out, sizeof(out)};
+  if (fuse_reply_iov(req, &iov, 1) == -ENOENT) {
     // The opener was interrupted: the kernel will never release it.
     std::lock_guard<std::mutex> lock(self->handles_mu_);
     self->handles_.erase(raw);

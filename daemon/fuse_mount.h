@@ -13,7 +13,9 @@
 //    mappings: whenever a file's data changes, whatever path changed it,
 //    FuseMount asks the kernel to drop those (notify_inval_inode);
 //  - requests are served by a multi-threaded session loop, with no lock of
-//    its own around the engine.
+//    its own around the engine; files are opened with
+//    FOPEN_PARALLEL_DIRECT_WRITES, so that the kernel does not serialise
+//    direct writes to one file either.
 //
 // Lifetime (RAII): Start mounts and starts serving; the destructor (or
 // Stop) unmounts (lazily, so open files do not keep it), stops the loop,

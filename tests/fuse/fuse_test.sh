@@ -43,11 +43,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_daemon: runs zfiled with the mount; returns once it is ready (it
-# says so after the mount and the socket are up).
+# start_daemon [URI]: runs zfiled with the mount (on $U by default);
+# returns once it is ready (it says so after the mount and the socket are
+# up).
 start_daemon() {
   : >"$LOG"
-  "$ZFILED" --device "$U" --mount "$M" --socket "$S" --foreground 2>"$LOG" &
+  "$ZFILED" --device "${1:-$U}" --mount "$M" --socket "$S" --foreground 2>"$LOG" &
   DAEMON_PID=$!
   local _
   for _ in $(seq 1 200); do
@@ -217,6 +218,12 @@ if command -v fio >/dev/null; then
   sh_ok "fio randwrite verify=crc32c on cnv/0" fio --name=verify --filename="$M/cnv/0" \
     --rw=randwrite --bs=4k --size=8M --direct=1 --ioengine=psync --verify=crc32c \
     --do_verify=1 --numjobs=1 --verify_state_save=0
+  # Four writers at once on one file (FOPEN_PARALLEL_DIRECT_WRITES: the
+  # kernel lets them in together), each on its own range, each verified.
+  sh_ok "fio 4 parallel direct writers verify=crc32c on cnv/0" fio --name=par \
+    --filename="$M/cnv/0" --rw=randwrite --bs=16k --size=2M --offset_increment=2M \
+    --numjobs=4 --direct=1 --ioengine=psync --verify=crc32c --do_verify=1 \
+    --verify_state_save=0
   sh_ok "fio parallel direct reads" fio --name=reads --filename="$M/cnv/0" --rw=randread \
     --bs=4k --size=8M --direct=1 --ioengine=psync --numjobs=4 --runtime=1 --time_based
 fi
@@ -246,7 +253,21 @@ has "the next start says it detached it" "$(cat "$LOG")" "stale FUSE mount"
 eq "mounted again" "$(ls "$M" | tr '\n' ' ')" "cnv seq "
 eq "one mount, not two" "$(grep -cF " $M " /proc/self/mounts)" "1"
 kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID" || fail "zfiled exited $? on the last SIGTERM"
+wait "$DAEMON_PID" || fail "zfiled exited $? on the SIGTERM after the clean-up"
 DAEMON_PID=
+
+# --- errors=remount-ro: an I/O error makes the mount read-only for writers -------------
+# seq/6 is zone 8: its first block fails to write.
+start_daemon "$U?fail_write=$((8 * 16 * 1024 * 1024))"
+sh_fails "the injected write error" "Input/output error" \
+  dd if="$TMP/r4k" of="$M/seq/6" bs=4k oflag=direct conv=notrunc
+sh_fails "then writes are refused: EROFS" "Read-only file system" \
+  dd if="$TMP/r4k" of="$M/cnv/0" bs=4k conv=notrunc
+sh_fails "and truncate" "Read-only file system" truncate -s 0 "$M/seq/0"
+same "reads still work" <(head -c 1M "$M/seq/0") "$TMP/r1m"
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID" || true  # the I/O error may make the exit status 1
+DAEMON_PID=
+eq "unmounted after the error" "$(mounted && echo mounted || echo gone)" "gone"
 
 finish
