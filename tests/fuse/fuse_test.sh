@@ -256,6 +256,26 @@ kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID" || fail "zfiled exited $? on the SIGTERM after the clean-up"
 DAEMON_PID=
 
+# --- the configuration's mount: key -----------------------------------------------
+cat >"$TMP/zfiled.yaml" <<EOF
+socket: {path: $S}
+volumes:
+  - {name: data, device: "$U", mount: $M}
+EOF
+: >"$LOG"
+"$ZFILED" --config "$TMP/zfiled.yaml" --foreground 2>"$LOG" &
+DAEMON_PID=$!
+for _ in $(seq 1 200); do
+  if grep -q "zfiled ready" "$LOG" || ! kill -0 "$DAEMON_PID" 2>/dev/null; then break; fi
+  sleep 0.05
+done
+eq "--config with a mount: key mounts" "$(grep -F " $M " /proc/self/mounts | cut -d' ' -f1,3)" \
+  "zfile:data fuse.zfile"
+same "the data through it" <(head -c 1M "$M/seq/0") "$TMP/r1m"
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID" || fail "zfiled --config exited $? on SIGTERM: $(cat "$LOG")"
+DAEMON_PID=
+
 # --- errors=remount-ro: an I/O error makes the mount read-only for writers -------------
 # seq/6 is zone 8: its first block fails to write.
 start_daemon "$U?fail_write=$((8 * 16 * 1024 * 1024))"
