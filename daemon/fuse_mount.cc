@@ -80,8 +80,16 @@ Status LazyUnmount(const std::string& mount_point) {
 }  // namespace
 
 Status CheckFuseAvailable() {
+  struct stat st {};
+  if (stat("/dev/fuse", &st) != 0 || !S_ISCHR(st.st_mode)) {
+    return Status(ENODEV, "/dev/fuse is missing: load the fuse kernel module (modprobe fuse)");
+  }
+  // libfuse opens /dev/fuse itself, as root or not (a user then mounts it
+  // through the setuid fusermount3), so it must be readable and writable.
   if (access("/dev/fuse", R_OK | W_OK) != 0) {
-    return ErrnoStatus(errno, "/dev/fuse (the fuse kernel module and device; package fuse3)");
+    return ErrnoStatus(errno, "/dev/fuse is not readable and writable by uid " +
+                                  std::to_string(geteuid()) +
+                                  " (distributions make it mode 0666 for users' FUSE mounts)");
   }
   return Status();
 }
