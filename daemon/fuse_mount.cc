@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -189,14 +190,17 @@ class FuseMount::Impl : public FileChangeObserver {
   std::mutex handles_mu_;
   std::unordered_set<FileHandle*> handles_;  // owned
 
+  // What the notifier has still to tell the kernel: per node, one range
+  // covering every change since (so the queue never holds more entries
+  // than there are files, however fast writes come), in arrival order.
   struct Inval {
-    fuse_ino_t ino;
-    uint64_t offset, len;
+    uint64_t begin = 0, end = 0;  // end 0: the whole file
   };
   std::mutex inval_mu_;
   std::condition_variable inval_cv_;
-  std::deque<Inval> inval_;  // guarded by inval_mu_
-  bool inval_stop_ = false;  // guarded by inval_mu_
+  std::unordered_map<fuse_ino_t, Inval> inval_;  // guarded by inval_mu_
+  std::deque<fuse_ino_t> inval_order_;           // guarded by inval_mu_
+  bool inval_stop_ = false;                      // guarded by inval_mu_
   std::thread notifier_;
 };
 
@@ -490,7 +494,14 @@ void FuseMount::Impl::FileChanged(FileInode* inode, uint64_t offset, uint64_t le
   {
     std::lock_guard<std::mutex> lock(inval_mu_);
     if (inval_stop_) return;
-    inval_.push_back(Inval{it->second, offset, len});
+    const uint64_t end = len == 0 ? 0 : offset + len;
+    auto [pending, added] = inval_.try_emplace(it->second, Inval{offset, end});
+    if (added) {
+      inval_order_.push_back(it->second);
+    } else if (pending->second.end != 0) {  // else already the whole file
+      pending->second.begin = std::min(pending->second.begin, offset);
+      pending->second.end = end == 0 ? 0 : std::max(pending->second.end, end);
+    }
   }
   inval_cv_.notify_one();
 }
@@ -498,17 +509,20 @@ void FuseMount::Impl::FileChanged(FileInode* inode, uint64_t offset, uint64_t le
 void FuseMount::Impl::Notifier() {
   std::unique_lock<std::mutex> lock(inval_mu_);
   while (true) {
-    inval_cv_.wait(lock, [this] { return inval_stop_ || !inval_.empty(); });
+    inval_cv_.wait(lock, [this] { return inval_stop_ || !inval_order_.empty(); });
     if (inval_stop_) return;
-    Inval inv = inval_.front();
-    inval_.pop_front();
+    const fuse_ino_t ino = inval_order_.front();
+    inval_order_.pop_front();
+    auto node = inval_.extract(ino);
+    const Inval inv = node.mapped();
     lock.unlock();
     // len 0: the whole file. ENOENT: the kernel has not looked it up (or
     // has forgotten it), so it caches nothing of it.
-    int err = fuse_lowlevel_notify_inval_inode(se_, inv.ino, static_cast<off_t>(inv.offset),
-                                               static_cast<off_t>(inv.len));
+    int err = fuse_lowlevel_notify_inval_inode(
+        se_, ino, static_cast<off_t>(inv.begin),
+        inv.end == 0 ? 0 : static_cast<off_t>(inv.end - inv.begin));
     if (err != 0 && err != -ENOENT) {
-      Log().debug("fuse: invalidating node {}: {}", inv.ino, ErrnoName(-err));
+      Log().debug("fuse: invalidating node {}: {}", ino, ErrnoName(-err));
     }
     lock.lock();
   }
