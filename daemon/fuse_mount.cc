@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -55,6 +56,12 @@ constexpr unsigned kMaxWrite = 1u << 20;
 constexpr int kWakeSignal = SIGUSR2;
 
 void IgnoreWake(int) {}
+
+// FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6, flags2 of the INIT reply): shared
+// mappings of direct_io files. libfuse 3.14 can neither ask for it nor
+// pass it on, so ReadDevice/WriteDevice add it to the INIT reply.
+constexpr uint32_t kDirectIoAllowMmapFlags2 = 1u << (36 - 32);
+constexpr uint32_t kFuseInitOpcode = 26;  // FUSE_INIT
 
 // Detaches whatever is mounted on `mount_point` (umount2(MNT_DETACH) as
 // root, fusermount3 -u -z otherwise), so that it goes once unused.
@@ -137,6 +144,13 @@ class FuseMount::Impl : public FileChangeObserver {
   Status FillStat(const Node& node, struct stat* st) const;
   void Worker(int index);
   void Notifier();
+  // The session's device I/O (fuse_custom_io): plain read and writev on
+  // /dev/fuse, except that the reply to the kernel's INIT request gets
+  // FUSE_DIRECT_IO_ALLOW_MMAP, so that programs may map files shared
+  // (read-only mappings: any program that mmaps what it reads); without
+  // it the kernel refuses MAP_SHARED on direct_io files with ENODEV.
+  static ssize_t ReadDevice(int fd, void* buf, size_t len, void* userdata);
+  static ssize_t WriteDevice(int fd, iovec* iov, int count, void* userdata);
 
   // The operations (fuse_lowlevel_ops).
   static void OpInit(void* userdata, fuse_conn_info* conn);
@@ -177,6 +191,8 @@ class FuseMount::Impl : public FileChangeObserver {
 
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
+  // The unique id of the kernel's INIT request (0: not seen yet).
+  std::atomic<uint64_t> init_unique_{0};
   bool stopped_ = false;
 
   struct WorkerThread {
@@ -528,6 +544,34 @@ void FuseMount::Impl::Notifier() {
   }
 }
 
+ssize_t FuseMount::Impl::ReadDevice(int fd, void* buf, size_t len, void* userdata) {
+  ssize_t n = ::read(fd, buf, len);
+  if (n >= static_cast<ssize_t>(sizeof(fuse_in_header))) {
+    const auto* in = static_cast<const fuse_in_header*>(buf);
+    if (in->opcode == kFuseInitOpcode) {
+      static_cast<Impl*>(userdata)->init_unique_.store(in->unique);
+    }
+  }
+  return n;
+}
+
+ssize_t FuseMount::Impl::WriteDevice(int fd, iovec* iov, int count, void* userdata) {
+  Impl* self = static_cast<Impl*>(userdata);
+  const uint64_t init = self->init_unique_.load();
+  if (init != 0 && count >= 2 && iov[0].iov_len == sizeof(fuse_out_header) &&
+      iov[1].iov_len >= offsetof(fuse_init_out, flags2) + sizeof(uint32_t)) {
+    const auto* out = static_cast<const fuse_out_header*>(iov[0].iov_base);
+    if (out->unique == init && out->error == 0) {
+      auto* reply = static_cast<fuse_init_out*>(iov[1].iov_base);
+      // Only with FUSE_INIT_EXT does the kernel read flags2; it offers the
+      // flag itself (Linux 6.6 and later) and ignores it otherwise.
+      if (reply->flags & FUSE_INIT_EXT) reply->flags2 |= kDirectIoAllowMmapFlags2;
+      self->init_unique_.store(0);
+    }
+  }
+  return ::writev(fd, iov, count);
+}
+
 void FuseMount::Impl::Worker(int index) {
   // Only the wake signal reaches this thread (the rest stay blocked, for
   // zfiled's signalfd).
@@ -617,6 +661,13 @@ Status FuseMount::Impl::Start() {
                            " (libfuse says why on stderr; is it a directory you may mount on?)");
   }
   mounted_ = true;
+  fuse_custom_io io{};
+  io.read = ReadDevice;
+  io.writev = WriteDevice;
+  if (int err = fuse_session_custom_io(se_, &io, fuse_session_fd(se_)); err != 0) {
+    Log().warn("volume '{}': no shared mappings through {} (fuse_session_custom_io: {})", name_,
+               mount_point_, ErrnoName(-err));
+  }
   notifier_ = std::thread([this] { Notifier(); });
   for (int i = 0; i < kWorkers; ++i) workers_.push_back(std::make_unique<WorkerThread>());
   for (int i = 0; i < kWorkers; ++i) workers_[i]->thread = std::thread([this, i] { Worker(i); });

@@ -186,31 +186,56 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   sh_fails "others may not chmod it" "Operation not permitted" "${nobody[@]}" chmod 0666 "$M/seq/3"
 fi
 
-# --- coherency: data changed through the socket drops the kernel's pages ------------
+# --- mappings: coherent with writes made through any path ---------------------------
 if command -v python3 >/dev/null; then
-  # A private mapping is the one place the kernel caches file data. Write
-  # through the daemon's socket (another path), then the mapping must show
-  # the new bytes (the notifier invalidates them shortly after the write).
+  # Mappings are the one place the kernel caches file data. A write through
+  # the daemon's socket (another path) must show in a private and in a
+  # shared mapping (the notifier invalidates them shortly after the write);
+  # a shared writable mapping of a conventional file writes back through the
+  # engine (msync); one of a sequential file cannot (msync: EINVAL, the file
+  # unchanged), since its write-back is not at the write pointer.
   head -c 4096 /dev/zero | tr '\0' 'Z' >"$TMP/z4k"
   set +e
-  out=$(python3 - "$M/cnv/0" "$ZFILE" "$S" "$TMP/z4k" <<'EOF'
+  out=$(python3 - "$M" "$ZFILE" "$S" "$TMP/z4k" <<'EOF'
 import mmap, os, subprocess, sys, time
-path, zfile, sock, src = sys.argv[1:]
-fd = os.open(path, os.O_RDONLY)
-m = mmap.mmap(fd, 8192, mmap.MAP_PRIVATE, mmap.PROT_READ)
-before = m[4096:4100]
+mnt, zfile, sock, src = sys.argv[1:]
+def wait_for(m, want):
+    for _ in range(100):
+        if m[4096:4100] == want:
+            return True
+        time.sleep(0.01)
+    return False
+fd = os.open(mnt + "/cnv/0", os.O_RDWR)
+private = mmap.mmap(fd, 8192, mmap.MAP_PRIVATE, mmap.PROT_READ)
+shared = mmap.mmap(fd, 8192, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+print(private[4096:4100] != b"ZZZZ", shared[4096:4100] != b"ZZZZ")
 subprocess.run([zfile, "write", "cnv/0", "--offset", "4096", "--from", src,
                 "--volume", "default", "--socket", sock], check=True,
                stdout=subprocess.DEVNULL)
-for _ in range(100):
-    if m[4096:4100] == b"ZZZZ":
-        break
-    time.sleep(0.01)
-print(before != b"ZZZZ", m[4096:4100] == b"ZZZZ")
+print(wait_for(private, b"ZZZZ"), wait_for(shared, b"ZZZZ"))
+shared[4096:4100] = b"MMAP"
+shared.flush()
+got = subprocess.run([zfile, "cat", "cnv/0", "--volume", "default", "--socket", sock],
+                     check=True, capture_output=True).stdout[4096:4100]
+print(got == b"MMAP", wait_for(private, b"MMAP"))
+sfd = os.open(mnt + "/seq/0", os.O_RDWR)
+before = os.pread(sfd, 4096, 0)
+seq = mmap.mmap(sfd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+seq[0:4] = b"SEQ!"
+try:
+    seq.flush()
+    print("seq-msync-ok")
+except OSError as e:
+    print("seq-msync-" + ("EINVAL" if e.errno == 22 else str(e.errno)))
+print(os.pread(sfd, 4096, 0) == before)
 EOF
   )
   set -e
-  eq "mmap sees a write made through the socket" "$out" "True True"
+  eq "mappings: private and shared" "$(sed -n 1p <<<"$out")" "True True"
+  eq "mappings see a write made through the socket" "$(sed -n 2p <<<"$out")" "True True"
+  eq "a shared mapping writes back through the engine" "$(sed -n 3p <<<"$out")" "True True"
+  eq "a sequential file's shared mapping cannot write back" \
+    "$(sed -n 4,5p <<<"$out" | tr '\n' ' ')" "seq-msync-EINVAL True "
 fi
 
 # --- fio with verification ------------------------------------------------------------
