@@ -386,7 +386,7 @@ void FuseMount::Impl::OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi)
   // 3.14) cannot say FOPEN_PARALLEL_DIRECT_WRITES:
   //  - FOPEN_DIRECT_IO: every read and write goes to the engine with the
   //    caller's offset and length; the kernel's page cache holds nothing of
-  //    the file (but for private mappings, which FileChanged invalidates);
+  //    the file (but for mappings, which FileChanged invalidates);
   //  - FOPEN_PARALLEL_DIRECT_WRITES: the kernel takes the file's lock
   //    shared, not exclusive, for writes that do not extend the file, so
   //    that direct writes to a conventional file reach the engine in

@@ -9,9 +9,10 @@
 //  - create, unlink, rename, mkdir, ... are EPERM, as zonefs;
 //  - every open is direct_io, so reads and writes reach the engine with the
 //    caller's open flags (O_DIRECT, O_SYNC/O_DSYNC, O_APPEND, O_TRUNC) and
-//    the kernel's page cache holds no file data, except pages of private
-//    mappings: whenever a file's data changes, whatever path changed it,
-//    FuseMount asks the kernel to drop those (notify_inval_inode);
+//    the kernel's page cache holds no file data, except pages of mappings
+//    (private or shared): whenever a file's data changes, whatever path
+//    changed it, FuseMount asks the kernel to drop those
+//    (notify_inval_inode);
 //  - requests are served by a multi-threaded session loop, with no lock of
 //    its own around the engine; files are opened with
 //    FOPEN_PARALLEL_DIRECT_WRITES, so that the kernel does not serialise
