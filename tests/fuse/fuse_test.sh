@@ -1,3 +1,7 @@
+#!/usr/bin/env bash
+# ls is under test here, not a way to list files:
+# shellcheck disable=SC2012
+
 # zfiled's FUSE front end (SPEC sections 4, 7, 9): the real zfiled with
 # --mount on an emu device, used through the mount by standard tools (ls,
 # stat, cat, dd, truncate, touch, rm, mv, mkdir, chmod, chown, df, fio), as
@@ -18,6 +22,7 @@ if [ "$(id -u)" -ne 0 ] && ! command -v fusermount3 >/dev/null; then
   echo "$NAME: SKIP: not root and no fusermount3 (package fuse3) to mount with"
   exit 77
 fi
+# shellcheck source=tests/cli/lib.sh
 source "$(dirname "$0")/../cli/lib.sh" "$@"
 
 M=$TMP/mnt
@@ -269,8 +274,10 @@ start_daemon
 same "seq/0 after a restart" <(head -c 1M "$M/seq/0") "$TMP/r1m"
 
 # --- kill -9: a stale mount, cleaned up by the next start --------------------------------
-kill -KILL "$DAEMON_PID"
-wait "$DAEMON_PID" 2>/dev/null || true
+{
+  kill -KILL "$DAEMON_PID"
+  wait "$DAEMON_PID" || true
+} 2>/dev/null  # bash's "Killed" notice
 DAEMON_PID=
 sh_fails "kill -9 leaves a stale mount" "not connected" stat "$M"
 start_daemon
