@@ -191,6 +191,8 @@ class FuseMount::Impl : public FileChangeObserver {
 
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
+  std::atomic<bool> stopping_{false};     // Stop has begun
+  std::atomic<bool> lost_logged_{false};  // "unmounted from outside" said
   // The unique id of the kernel's INIT request (0: not seen yet).
   std::atomic<uint64_t> init_unique_{0};
   bool stopped_ = false;
@@ -584,9 +586,16 @@ void FuseMount::Impl::Worker(int index) {
     int n = fuse_session_receive_buf(se_, &buf);
     if (n == -EINTR || n == -EAGAIN) continue;
     if (n <= 0) {
-      // ENODEV: unmounted under us (fusermount3 -u by an administrator).
-      if (n < 0 && n != -ENODEV) Log().error("fuse worker {}: {}", index, ErrnoName(-n));
+      // ENODEV (libfuse turns it into 0): unmounted under us, e.g. by an
+      // administrator's umount; the volume is still served on the socket.
       fuse_session_exit(se_);
+      if (n < 0 && n != -ENODEV) {
+        Log().error("volume '{}': FUSE worker {}: reading {}: {}; no longer served there", name_,
+                    index, mount_point_, ErrnoName(-n));
+      } else if (!stopping_.load() && !lost_logged_.exchange(true)) {
+        Log().warn("volume '{}': {} was unmounted from outside; no longer served there", name_,
+                   mount_point_);
+      }
       break;
     }
     fuse_session_process_buf(se_, &buf);
@@ -689,6 +698,7 @@ void FuseMount::Impl::Stop() {
   if (notifier_.joinable()) notifier_.join();
   // Stop the workers first (each finishes the request it serves), then
   // unmount, so that the device descriptor is not closed under them.
+  stopping_ = true;
   fuse_session_exit(se_);
   for (bool all_done = false; !all_done;) {
     all_done = true;

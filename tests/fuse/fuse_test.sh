@@ -308,6 +308,31 @@ kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID" || fail "zfiled --config exited $? on SIGTERM: $(cat "$LOG")"
 DAEMON_PID=
 
+# --- unmounted from outside: the daemon carries on and stops cleanly ------------------
+start_daemon
+sh_ok "umount from outside" umount "$M"
+sleep 0.2
+run ls seq --volume default --socket "$S"
+eq "still served on the socket" "$rc $(wc -l <<<"$out")" "0 14"
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID" || fail "zfiled exited $? on SIGTERM after an outside umount: $(cat "$LOG")"
+DAEMON_PID=
+has "it says so" "$(cat "$LOG")" "unmounted from outside"
+
+# --- bad mount points: a clear error, nothing left mounted --------------------------------
+set +e
+"$ZFILED" --device "$U" --mount "$TMP/none" --socket "$S" --foreground 2>"$TMP/stderr"
+rc=$?
+set -e
+eq "a missing mount point fails" "$rc" "1"
+has "and says which" "$(cat "$TMP/stderr")" "mount point $TMP/none"
+set +e
+"$ZFILED" --device "$U" --mount "$TMP/r4k" --socket "$S" --foreground 2>"$TMP/stderr"
+rc=$?
+set -e
+eq "a file as mount point fails" "$rc" "1"
+has "as not a directory" "$(cat "$TMP/stderr")" "not a directory"
+
 # --- errors=remount-ro: an I/O error makes the mount read-only for writers -------------
 # seq/6 is zone 8: its first block fails to write.
 start_daemon "$U?fail_write=$((8 * 16 * 1024 * 1024))"
