@@ -136,6 +136,12 @@ class FileHandle {
   // `rwf`: RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND, RWF_HIPRI.
   Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf);
   Result<size_t> PWrite(const void* buf, size_t len, uint64_t offset, int rwf);
+  // Writes back pages of a shared mapping (FUSE write-back) at `offset`,
+  // whatever this handle's O_APPEND, O_DIRECT and O_SYNC say: the kernel
+  // picks any writable handle of the file for it, so its flags are not the
+  // writer's. EINVAL on a sequential file, whose pages cannot be rewritten
+  // in place.
+  Result<size_t> WriteBack(const void* buf, size_t len, uint64_t offset);
   // Sequential files: writes at the write pointer; `*offset` gets where.
   Result<size_t> Append(const void* buf, size_t len, uint64_t* offset);
   Status Fsync();
