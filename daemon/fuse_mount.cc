@@ -7,9 +7,9 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
-#include <pthread.h>
-#include <signal.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdlib>
@@ -30,9 +31,11 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "base/log.h"
+#include "protocol/unique_fd.h"
 
 extern char** environ;
 
@@ -51,17 +54,17 @@ constexpr double kAttrTimeout = 0.0;
 constexpr int kWorkers = 8;
 // The largest read or write one request carries.
 constexpr unsigned kMaxWrite = 1u << 20;
-// Wakes a worker blocked reading /dev/fuse at Stop: its handler does
-// nothing, installed without SA_RESTART so that read() returns EINTR.
-constexpr int kWakeSignal = SIGUSR2;
-
-void IgnoreWake(int) {}
 
 // FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6, flags2 of the INIT reply): shared
 // mappings of direct_io files. libfuse 3.14 can neither ask for it nor
 // pass it on, so ReadDevice/WriteDevice add it to the INIT reply.
 constexpr uint32_t kDirectIoAllowMmapFlags2 = 1u << (36 - 32);
-constexpr uint32_t kFuseInitOpcode = 26;  // FUSE_INIT
+
+// Whether the FUSE_WRITE request this worker thread read last carries
+// FUSE_WRITE_KILL_SUIDGID: libfuse 3.14 does not pass write_flags on to the
+// write operation, and the thread that reads a request is the one that
+// serves it (ReadDevice, then OpWrite).
+thread_local bool tls_kill_suidgid = false;
 
 // Detaches whatever is mounted on `mount_point` (umount2(MNT_DETACH) as
 // root, fusermount3 -u -z otherwise), so that it goes once unused.
@@ -104,12 +107,16 @@ Status CheckFuseAvailable() {
 
 class FuseMount::Impl : public FileChangeObserver {
  public:
-  Impl(std::string name, Volume* vol, std::string mount_point)
-      : name_(std::move(name)), vol_(vol), mount_point_(std::move(mount_point)) {}
-  ~Impl() override { Stop(); }
+  Impl(std::string name, Volume* vol, std::string mount_point,
+       std::chrono::milliseconds stop_timeout)
+      : name_(std::move(name)),
+        vol_(vol),
+        mount_point_(std::move(mount_point)),
+        stop_timeout_(stop_timeout) {}
+  ~Impl() override { (void)Stop(); }
 
   Status Start();
-  void Stop();
+  Status Stop();
   const std::string& mount_point() const { return mount_point_; }
 
   // FileChangeObserver: queued for the notifier thread, never told to the
@@ -144,11 +151,27 @@ class FuseMount::Impl : public FileChangeObserver {
   Status FillStat(const Node& node, struct stat* st) const;
   void Worker(int index);
   void Notifier();
-  // The session's device I/O (fuse_custom_io): plain read and writev on
-  // /dev/fuse, except that the reply to the kernel's INIT request gets
-  // FUSE_DIRECT_IO_ALLOW_MMAP, so that programs may map files shared
-  // (read-only mappings: any program that mmaps what it reads); without
-  // it the kernel refuses MAP_SHARED on direct_io files with ENODEV.
+  // Queues an invalidation of [offset, offset+len) of node `ino` (len 0:
+  // the whole file) for the notifier.
+  void QueueInvalidation(fuse_ino_t ino, uint64_t offset, uint64_t len);
+  // A writepage request (mmap write-back): the handle is whichever one the
+  // kernel picked, so its flags are not the writer's.
+  static void WriteBack(fuse_req_t req, fuse_ino_t ino, FileHandle* h, const char* buf, size_t size,
+                        off_t off);
+  // What the kernel does itself on other file systems when someone
+  // without CAP_FSETID writes: drop setuid, and setgid if the group may
+  // execute.
+  static Status KillSuidSgid(FileInode* inode);
+  // The session's device I/O (fuse_custom_io): read and writev on
+  // /dev/fuse, except that:
+  //  - a read waits in poll() on the device and wake_fd_, so that Stop
+  //    wakes idle workers without a signal (which would also interrupt
+  //    busy ones);
+  //  - it notes FUSE_WRITE_KILL_SUIDGID (tls_kill_suidgid);
+  //  - the reply to the kernel's INIT request gets
+  //    FUSE_DIRECT_IO_ALLOW_MMAP, so that programs may map files shared
+  //    (read-only mappings: any program that mmaps what it reads); without
+  //    it the kernel refuses MAP_SHARED on direct_io files with ENODEV.
   static ssize_t ReadDevice(int fd, void* buf, size_t len, void* userdata);
   static ssize_t WriteDevice(int fd, iovec* iov, int count, void* userdata);
 
@@ -180,6 +203,8 @@ class FuseMount::Impl : public FileChangeObserver {
   const std::string name_;
   Volume* const vol_;
   const std::string mount_point_;
+  const std::chrono::milliseconds stop_timeout_;
+  uint32_t block_size_ = 4096;
   const timespec mounted_at_ = [] {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -188,14 +213,23 @@ class FuseMount::Impl : public FileChangeObserver {
 
   std::vector<Node> nodes_;  // built before serving, constant after
   std::unordered_map<const FileInode*, fuse_ino_t> node_of_inode_;
+  // Per node: whether the kernel may hold pages of it. Only mappings put
+  // file data in its cache, and it fills them with page-aligned reads; a
+  // file never read so (every file only written, say) needs no
+  // invalidations. Set before the read reaches the engine, never cleared:
+  // a write that sees it clear completed before any such read began.
+  std::unique_ptr<std::atomic<bool>[]> maybe_cached_;
+  long page_size_ = 4096;
 
   fuse_session* se_ = nullptr;
   bool mounted_ = false;
+  protocol::UniqueFd wake_fd_;            // eventfd: Stop wakes the workers with it
   std::atomic<bool> stopping_{false};     // Stop has begun
   std::atomic<bool> lost_logged_{false};  // "unmounted from outside" said
   // The unique id of the kernel's INIT request (0: not seen yet).
   std::atomic<uint64_t> init_unique_{0};
   bool stopped_ = false;
+  Status stop_status_;  // what Stop returned
 
   struct WorkerThread {
     std::thread thread;
@@ -220,6 +254,7 @@ class FuseMount::Impl : public FileChangeObserver {
   std::deque<fuse_ino_t> inval_order_;           // guarded by inval_mu_
   bool inval_stop_ = false;                      // guarded by inval_mu_
   std::thread notifier_;
+  std::atomic<bool> notifier_done_{false};
 };
 
 void FuseMount::Impl::ReplyError(fuse_req_t req, const Status& s, const char* op) {
@@ -272,6 +307,11 @@ void FuseMount::Impl::OpInit(void* userdata, fuse_conn_info* conn) {
   // so nothing for it to write back or read ahead.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   conn->max_readahead = 0;
+  // With async direct I/O the kernel sends every request of a large
+  // asynchronous write (io_uring, libaio) at once, and the workers would
+  // take them in any order: a sequential file refuses all but the one at
+  // its write pointer. Without it they come one after another.
+  conn->want &= ~FUSE_CAP_ASYNC_DIO;
 }
 
 void FuseMount::Impl::OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -375,10 +415,18 @@ void FuseMount::Impl::OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi)
   if (node->inode == nullptr) return (void)fuse_reply_err(req, EISDIR);
   // The flags that mean something to the engine reach it; the kernel's own
   // (O_LARGEFILE, O_NOFOLLOW, O_CLOEXEC, FMODE_EXEC, ...) are its business.
-  const int flags = fi->flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_APPEND | O_TRUNC |
-                                 O_NOATIME | O_NONBLOCK);
+  int flags = fi->flags & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_APPEND | O_TRUNC |
+                           O_NOATIME | O_NONBLOCK);
+  // Linux truncates on open(O_RDONLY|O_TRUNC), the kernel having checked
+  // for write permission; the engine wants write access for O_TRUNC.
+  const bool truncate_read_only = (flags & O_TRUNC) != 0 && (flags & O_ACCMODE) == O_RDONLY;
+  if (truncate_read_only) flags &= ~O_TRUNC;
   Result<std::unique_ptr<FileHandle>> h = self->vol_->Open(node->path, flags);
   if (!h.ok()) return ReplyError(req, h.status(), "open");
+  if (truncate_read_only) {
+    Status s = node->inode->Truncate(0);
+    if (!s.ok()) return ReplyError(req, s, "open");
+  }
   FileHandle* raw = h->release();
   {
     std::lock_guard<std::mutex> lock(self->handles_mu_);
@@ -405,8 +453,12 @@ void FuseMount::Impl::OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi)
   }
 }
 
-void FuseMount::Impl::OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
+void FuseMount::Impl::OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                              fuse_file_info* fi) {
+  Impl* self = Of(req);
+  if (off % self->page_size_ == 0 && ino < self->nodes_.size()) {
+    self->maybe_cached_[ino].store(true);
+  }
   // Block-aligned, so that a direct read goes to the device without a
   // bounce buffer.
   void* mem = nullptr;
@@ -419,13 +471,60 @@ void FuseMount::Impl::OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
   fuse_reply_buf(req, static_cast<const char*>(buf.get()), *n);
 }
 
-void FuseMount::Impl::OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
-                              fuse_file_info* fi) {
-  // An O_APPEND handle appends at the write pointer whatever `off` says
-  // (the kernel's idea of the size may be stale).
-  Result<size_t> n = HandleOf(fi)->PWrite(buf, size, static_cast<uint64_t>(off), 0);
+void FuseMount::Impl::OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
+                              off_t off, fuse_file_info* fi) {
+  Impl* self = Of(req);
+  FileHandle* h = HandleOf(fi);
+  const bool kill_suidgid = std::exchange(tls_kill_suidgid, false);
+  if (fi->writepage) return WriteBack(req, ino, h, buf, size, off);
+  if (kill_suidgid) {
+    Status s = KillSuidSgid(h->inode());
+    if (!s.ok()) return ReplyError(req, s, "write");
+  }
+  // fi->flags are the file's flags as they are now (fcntl(F_SETFL) may have
+  // set O_APPEND since the open), plus O_DSYNC/O_SYNC for RWF_DSYNC/RWF_SYNC
+  // on this one write. O_APPEND appends at the write pointer whatever `off`
+  // says: the kernel's idea of the size may be stale.
+  int rwf = 0;
+  if ((fi->flags & O_SYNC) == O_SYNC) {
+    rwf |= RWF_SYNC;
+  } else if ((fi->flags & O_DSYNC) != 0) {
+    rwf |= RWF_DSYNC;
+  }
+  if ((fi->flags & O_APPEND) != 0) rwf |= RWF_APPEND;
+  // The kernel cuts a direct_io write at a number of the caller's pages:
+  // from a buffer that is not page-aligned, the first request is not a
+  // whole number of blocks. A sequential file takes its whole blocks and the
+  // write comes back short; a writer that loops carries on from there.
+  const size_t bs = self->block_size_;
+  if (h->inode()->sequential() && size > bs && size % bs != 0) size -= size % bs;
+  Result<size_t> n = h->PWrite(buf, size, static_cast<uint64_t>(off), rwf);
   if (!n.ok()) return ReplyError(req, n.status(), "write");
   fuse_reply_write(req, *n);
+}
+
+void FuseMount::Impl::WriteBack(fuse_req_t req, fuse_ino_t ino, FileHandle* h, const char* buf,
+                                size_t size, off_t off) {
+  Result<size_t> n = h->WriteBack(buf, size, static_cast<uint64_t>(off));
+  if (!n.ok()) {
+    // The kernel keeps the page, clean now, with bytes that are not the
+    // file's: have it dropped, so that the mapping shows the file again.
+    Of(req)->QueueInvalidation(ino, static_cast<uint64_t>(off), size);
+    return ReplyError(req, n.status(), "write-back");
+  }
+  fuse_reply_write(req, *n);
+}
+
+Status FuseMount::Impl::KillSuidSgid(FileInode* inode) {
+  FileStat st;
+  inode->Stat(&st);
+  uint32_t mode = st.mode & 07777;
+  const uint32_t before = mode;
+  mode &= ~static_cast<uint32_t>(S_ISUID);
+  // Setgid without group execute marks mandatory locking, not a program.
+  if ((mode & S_IXGRP) != 0) mode &= ~static_cast<uint32_t>(S_ISGID);
+  if (mode == before) return Status();
+  return inode->Chmod(mode);
 }
 
 void FuseMount::Impl::OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
@@ -508,27 +607,37 @@ void FuseMount::Impl::OpCreate(fuse_req_t req, fuse_ino_t, const char* name, mod
 
 void FuseMount::Impl::FileChanged(FileInode* inode, uint64_t offset, uint64_t len) {
   auto it = node_of_inode_.find(inode);
-  if (it == node_of_inode_.end()) return;
+  if (it == node_of_inode_.end() || !maybe_cached_[it->second].load()) return;
+  QueueInvalidation(it->second, offset, len);
+}
+
+void FuseMount::Impl::QueueInvalidation(fuse_ino_t ino, uint64_t offset, uint64_t len) {
+  bool added = false;
   {
     std::lock_guard<std::mutex> lock(inval_mu_);
     if (inval_stop_) return;
     const uint64_t end = len == 0 ? 0 : offset + len;
-    auto [pending, added] = inval_.try_emplace(it->second, Inval{offset, end});
+    auto [pending, inserted] = inval_.try_emplace(ino, Inval{offset, end});
+    added = inserted;
     if (added) {
-      inval_order_.push_back(it->second);
+      inval_order_.push_back(ino);
     } else if (pending->second.end != 0) {  // else already the whole file
       pending->second.begin = std::min(pending->second.begin, offset);
       pending->second.end = end == 0 ? 0 : std::max(pending->second.end, end);
     }
   }
-  inval_cv_.notify_one();
+  // A merged entry is one the notifier has been told of already.
+  if (added) inval_cv_.notify_one();
 }
 
 void FuseMount::Impl::Notifier() {
   std::unique_lock<std::mutex> lock(inval_mu_);
   while (true) {
     inval_cv_.wait(lock, [this] { return inval_stop_ || !inval_order_.empty(); });
-    if (inval_stop_) return;
+    if (inval_stop_) {
+      notifier_done_ = true;
+      return;
+    }
     const fuse_ino_t ino = inval_order_.front();
     inval_order_.pop_front();
     auto node = inval_.extract(ino);
@@ -547,11 +656,38 @@ void FuseMount::Impl::Notifier() {
 }
 
 ssize_t FuseMount::Impl::ReadDevice(int fd, void* buf, size_t len, void* userdata) {
-  ssize_t n = ::read(fd, buf, len);
+  Impl* self = static_cast<Impl*>(userdata);
+  tls_kill_suidgid = false;
+  pollfd fds[2] = {{fd, POLLIN, 0}, {self->wake_fd_.get(), POLLIN, 0}};
+  ssize_t n;
+  while (true) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (fds[1].revents != 0) {  // Stop: libfuse sees the session exited
+      errno = EINTR;
+      return -1;
+    }
+    // The device is non-blocking: every idle worker wakes for a request
+    // and all but one find nothing (EAGAIN), and wait again.
+    n = ::read(fd, buf, len);
+    if (n >= 0 || errno != EAGAIN) break;
+  }
   if (n >= static_cast<ssize_t>(sizeof(fuse_in_header))) {
     const auto* in = static_cast<const fuse_in_header*>(buf);
-    if (in->opcode == kFuseInitOpcode) {
-      static_cast<Impl*>(userdata)->init_unique_.store(in->unique);
+    if (in->opcode == FUSE_INIT) {
+      self->init_unique_.store(in->unique);
+    } else if (in->opcode == FUSE_WRITE &&
+               static_cast<size_t>(n) >= sizeof(fuse_in_header) +
+                                             offsetof(fuse_write_in, write_flags) +
+                                             sizeof(uint32_t)) {
+      uint32_t write_flags;
+      std::memcpy(&write_flags,
+                  static_cast<const char*>(buf) + sizeof(fuse_in_header) +
+                      offsetof(fuse_write_in, write_flags),
+                  sizeof(write_flags));
+      tls_kill_suidgid = (write_flags & FUSE_WRITE_KILL_SUIDGID) != 0;
     }
   }
   return n;
@@ -575,12 +711,6 @@ ssize_t FuseMount::Impl::WriteDevice(int fd, iovec* iov, int count, void* userda
 }
 
 void FuseMount::Impl::Worker(int index) {
-  // Only the wake signal reaches this thread (the rest stay blocked, for
-  // zfiled's signalfd).
-  sigset_t wake;
-  sigemptyset(&wake);
-  sigaddset(&wake, kWakeSignal);
-  pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
   fuse_buf buf{};
   while (!fuse_session_exited(se_)) {
     int n = fuse_session_receive_buf(se_, &buf);
@@ -620,12 +750,11 @@ Status FuseMount::Impl::Start() {
   if (!S_ISDIR(mst.st_mode))
     return Status(ENOTDIR, "mount point " + mount_point_ + " is not a directory");
   ZF_RETURN_IF_ERROR(BuildTree());
-
-  struct sigaction sa {};
-  sa.sa_handler = IgnoreWake;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: a blocked read must return EINTR
-  if (sigaction(kWakeSignal, &sa, nullptr) != 0) return ErrnoStatus(errno, "sigaction");
+  maybe_cached_ = std::make_unique<std::atomic<bool>[]>(nodes_.size());
+  if (long ps = sysconf(_SC_PAGESIZE); ps > 0) page_size_ = ps;
+  if (uint32_t bs = vol_->Info().block_size; bs != 0) block_size_ = bs;
+  wake_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_.valid()) return ErrnoStatus(errno, "eventfd");
 
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};
@@ -670,12 +799,16 @@ Status FuseMount::Impl::Start() {
                            " (libfuse says why on stderr; is it a directory you may mount on?)");
   }
   mounted_ = true;
+  const int dev_fd = fuse_session_fd(se_);
+  const int fl = fcntl(dev_fd, F_GETFL);
+  if (fl < 0 || fcntl(dev_fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, "making /dev/fuse non-blocking");
+  }
   fuse_custom_io io{};
   io.read = ReadDevice;
   io.writev = WriteDevice;
-  if (int err = fuse_session_custom_io(se_, &io, fuse_session_fd(se_)); err != 0) {
-    Log().warn("volume '{}': no shared mappings through {} (fuse_session_custom_io: {})", name_,
-               mount_point_, ErrnoName(-err));
+  if (int err = fuse_session_custom_io(se_, &io, dev_fd); err != 0) {
+    return ErrnoStatus(-err, "fuse_session_custom_io");
   }
   notifier_ = std::thread([this] { Notifier(); });
   for (int i = 0; i < kWorkers; ++i) workers_.push_back(std::make_unique<WorkerThread>());
@@ -685,30 +818,62 @@ Status FuseMount::Impl::Start() {
   return Status();
 }
 
-void FuseMount::Impl::Stop() {
-  if (stopped_) return;
+Status FuseMount::Impl::Stop() {
+  if (stopped_) return stop_status_;
   stopped_ = true;
-  if (se_ == nullptr) return;
+  if (se_ == nullptr) return Status();
   vol_->SetChangeObserver(nullptr);
+  // One bound for the whole: the notifier may itself wait for the workers
+  // (the kernel writes a dirty page back before dropping it).
+  const auto deadline = std::chrono::steady_clock::now() + stop_timeout_;
+  auto wait_until_done = [deadline](auto done) {
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+  };
   {
     std::lock_guard<std::mutex> lock(inval_mu_);
     inval_stop_ = true;
   }
   inval_cv_.notify_all();
-  if (notifier_.joinable()) notifier_.join();
-  // Stop the workers first (each finishes the request it serves), then
+  // The notifier first, while the workers still serve what it may cause.
+  bool done = !notifier_.joinable() || wait_until_done([this] { return notifier_done_.load(); });
+  // Then the workers (each finishes the request it serves), then the
   // unmount, so that the device descriptor is not closed under them.
   stopping_ = true;
   fuse_session_exit(se_);
-  for (bool all_done = false; !all_done;) {
-    all_done = true;
-    for (auto& w : workers_) {
-      if (w->done) continue;
-      all_done = false;
-      pthread_kill(w->thread.native_handle(), kWakeSignal);
-    }
-    if (!all_done) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  uint64_t one = 1;
+  if (write(wake_fd_.get(), &one, sizeof(one)) != sizeof(one)) {
+    Log().error("volume '{}': waking the FUSE workers: {}", name_, ErrnoName(errno));
   }
+  done = wait_until_done([this] {
+           return std::all_of(workers_.begin(), workers_.end(),
+                              [](const auto& w) { return w->done.load(); });
+         }) &&
+         done;
+  if (!done) {
+    const auto busy = std::count_if(workers_.begin(), workers_.end(),
+                                    [](const auto& w) { return !w->done.load(); });
+    Log().error(
+        "volume '{}': {} FUSE request(s) still being served {} ms after stopping began; "
+        "abandoning them (the mount point is detached)",
+        name_, busy + (notifier_done_.load() || !notifier_.joinable() ? 0 : 1),
+        stop_timeout_.count());
+    // They may be inside the engine: nothing they use may go, neither the
+    // session and its descriptor (the reply would go to whatever reuses
+    // the number) nor this object nor the volume. The kernel aborts the
+    // connection when the process ends.
+    Status s = LazyUnmount(mount_point_);
+    if (!s.ok()) Log().error("volume '{}': {}", name_, s.ToString());
+    for (auto& w : workers_) w->thread.detach();
+    if (notifier_.joinable()) notifier_.detach();
+    stop_status_ = Status(EBUSY, "FUSE requests on " + mount_point_ + " did not end within " +
+                                     std::to_string(stop_timeout_.count()) + " ms");
+    return stop_status_;
+  }
+  if (notifier_.joinable()) notifier_.join();
   for (auto& w : workers_) w->thread.join();
   workers_.clear();
   // Lazy: programs with files open keep them (they get ENOTCONN from now
@@ -724,20 +889,23 @@ void FuseMount::Impl::Stop() {
   for (FileHandle* h : handles_) delete h;
   handles_.clear();
   Log().info("volume '{}': unmounted {} (FUSE)", name_, mount_point_);
+  return Status();
 }
 
 Result<std::unique_ptr<FuseMount>> FuseMount::Start(const std::string& name, Volume* vol,
-                                                    const std::string& mount_point) {
-  auto impl = std::make_unique<Impl>(name, vol, mount_point);
+                                                    const std::string& mount_point,
+                                                    std::chrono::milliseconds stop_timeout) {
+  auto impl = std::make_unique<Impl>(name, vol, mount_point, stop_timeout);
   ZF_RETURN_IF_ERROR(impl->Start().WithContext("volume '" + name + "'"));
   return std::unique_ptr<FuseMount>(new FuseMount(std::move(impl)));
 }
 
 FuseMount::FuseMount(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-FuseMount::~FuseMount() { Stop(); }
-void FuseMount::Stop() {
-  if (impl_) impl_->Stop();
+FuseMount::~FuseMount() {
+  // Abandoned workers still use it.
+  if (!Stop().ok()) (void)impl_.release();
 }
+Status FuseMount::Stop() { return impl_->Stop(); }
 const std::string& FuseMount::mount_point() const { return impl_->mount_point(); }
 
 }  // namespace zfile::daemon

@@ -21,10 +21,12 @@
 // Lifetime (RAII): Start mounts and starts serving; the destructor (or
 // Stop) unmounts (lazily, so open files do not keep it), stops the loop,
 // and closes every file the kernel still had open, so that the Volume can
-// then be unmounted. The Volume must outlive the FuseMount.
+// then be unmounted. The Volume must outlive the FuseMount, and outlives
+// it for good if Stop had to abandon requests (see Stop).
 #ifndef ZFILE_DAEMON_FUSE_MOUNT_H_
 #define ZFILE_DAEMON_FUSE_MOUNT_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -38,14 +40,21 @@ class FuseMount {
   // Mounts `vol` (named `name`, shown as the file system's source
   // "zfile:NAME") on the directory `mount_point` and serves it. A stale
   // mount left there by a daemon that died (ENOTCONN) is detached first.
-  static Result<std::unique_ptr<FuseMount>> Start(const std::string& name, Volume* vol,
-                                                  const std::string& mount_point);
+  // Stop waits up to `stop_timeout` for the requests being served.
+  static Result<std::unique_ptr<FuseMount>> Start(
+      const std::string& name, Volume* vol, const std::string& mount_point,
+      std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(10000));
   ~FuseMount();
   FuseMount(const FuseMount&) = delete;
   FuseMount& operator=(const FuseMount&) = delete;
 
-  // Unmounts and stops serving; idempotent.
-  void Stop();
+  // Unmounts and stops serving; idempotent. Requests being served are
+  // waited for up to the stop timeout; if one is still inside the engine
+  // then (a hung device), the mount point is detached, the serving threads
+  // and everything they use are left as they are (leaked: the Volume must
+  // then never be destroyed), and EBUSY is returned: the process must end
+  // without running destructors (_exit).
+  Status Stop();
 
   const std::string& mount_point() const;
 

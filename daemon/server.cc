@@ -159,7 +159,8 @@ Result<std::unique_ptr<Server>> Server::Start(const DaemonConfig& config, Sessio
     if (!vc.mount) continue;
     ServedVolume& served = *server->volumes_[i];
     Result<std::unique_ptr<FuseMount>> fuse =
-        FuseMount::Start(served.name, served.volume.get(), *vc.mount);
+        FuseMount::Start(served.name, served.volume.get(), *vc.mount,
+                         std::chrono::milliseconds(bounds.stop_timeout_ms));
     if (!fuse.ok()) return fail(fuse.status());
     served.fuse = std::move(*fuse);
   }
@@ -402,8 +403,30 @@ Status Server::Stop() {
   }
   // 4. The FUSE mounts, now that no session writes (a write tells the
   // mount's change observer, which must not go away under it): afterwards
-  // no file of the volumes is open through them.
-  for (auto& v : volumes_) v->fuse.reset();
+  // no file of the volumes is open through them. A mount whose requests do
+  // not end in time is abandoned as a session is, and so are the volumes.
+  bool fuse_abandoned = false;
+  for (auto& v : volumes_) {
+    if (!v->fuse) continue;
+    Status s = v->fuse->Stop();
+    if (s.ok()) {
+      v->fuse.reset();
+    } else {
+      Log().error("volume '{}': {}", v->name, s.ToString());
+      fuse_abandoned = true;
+    }
+  }
+  if (fuse_abandoned) {
+    abandoned_ = true;
+    for (auto& v : volumes_) {
+      (void)v->fuse.release();
+      (void)v.release();
+    }
+    volumes_.clear();
+    return Status(EBUSY,
+                  "FUSE requests did not end in time; dirty data was written back but the "
+                  "volumes were left mounted");
+  }
   // 5. Unmount: write back what was dirtied since the sync, close zones.
   for (auto& v : volumes_) {
     Status s = v->volume->Unmount();

@@ -58,8 +58,9 @@ struct SessionBounds {
   // A client that does not read its replies for this long is dropped.
   uint32_t send_timeout_ms = 10000;
   // How long Stop waits for the sessions to end once their sockets are
-  // shut down; sessions still running then are stuck (in the engine: a
-  // hung device) and are abandoned, see Stop.
+  // shut down, and then for the FUSE mounts' requests; those still running
+  // then are stuck (in the engine: a hung device) and are abandoned, see
+  // Stop.
   uint32_t stop_timeout_ms = 10000;
 };
 
@@ -116,17 +117,20 @@ class Server {
   //     does not read gives up; sessions are joined for up to
   //     bounds.stop_timeout_ms;
   //  4. unmounts the FUSE mounts (lazily: the names go at once, programs
-  //     with files open get ENOTCONN) and closes the files they had open;
+  //     with files open get ENOTCONN) and closes the files they had open,
+  //     waiting up to bounds.stop_timeout_ms for the requests they serve;
   //  5. unmounts the volumes (writing back what was dirtied since 2, and
   //     closing zones).
-  // The first error is returned; the others are logged. If sessions are
-  // still running at the deadline, they are logged, abandoned (their
+  // The first error is returned; the others are logged. If sessions (or
+  // FUSE requests) are still running at the deadline, they are logged,
+  // abandoned (their
   // threads detached, and they and the volumes deliberately leaked, since
   // they may be inside the engine), and EBUSY is returned: the caller must
   // then end the process without running destructors (_exit); see
   // abandoned_sessions().
   Status Stop();
-  // Whether Stop abandoned sessions that did not end in time.
+  // Whether Stop abandoned sessions or FUSE requests that did not end in
+  // time.
   bool abandoned_sessions() const { return abandoned_; }
 
   // The cache arena descriptor that the session of `peer` on `vol` gets at

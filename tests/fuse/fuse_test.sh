@@ -31,12 +31,14 @@ U=emu:$D
 S=$TMP/zfiled.sock
 LOG=$TMP/zfiled.log
 DAEMON_PID=
+STRACE_PID=
 mkdir "$M"
 # Others (the unprivileged user below) must reach the mount point.
 chmod 0755 "$TMP"
 
 # Never leave a daemon or a mount behind, and never rm -rf into a mount.
 cleanup() {
+  if [ -n "$STRACE_PID" ]; then kill -KILL "$STRACE_PID" 2>/dev/null || true; fi
   if [ -n "$DAEMON_PID" ]; then
     kill -KILL "$DAEMON_PID" 2>/dev/null || true
     wait "$DAEMON_PID" 2>/dev/null || true
@@ -48,12 +50,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_daemon [URI]: runs zfiled with the mount (on $U by default);
-# returns once it is ready (it says so after the mount and the socket are
-# up).
+# start_daemon [URI [ARGS...]]: runs zfiled with the mount (on $U by
+# default), and ARGS; returns once it is ready (it says so after the mount
+# and the socket are up).
 start_daemon() {
   : >"$LOG"
-  "$ZFILED" --device "${1:-$U}" --mount "$M" --socket "$S" --foreground 2>"$LOG" &
+  "$ZFILED" --device "${1:-$U}" --mount "$M" --socket "$S" --foreground "${@:2}" 2>"$LOG" &
   DAEMON_PID=$!
   local _
   for _ in $(seq 1 200); do
@@ -153,6 +155,94 @@ before=$(counter buffered_write_bytes)
 sh_ok "buffered dd to cnv/0" dd if="$TMP/r4k" of="$M/cnv/0" bs=4k seek=2 conv=notrunc
 eq "a plain write is buffered in the engine" "$(($(counter buffered_write_bytes) - before))" "4096"
 
+# --- how the kernel cuts and tags writes ----------------------------------------------
+if command -v python3 >/dev/null; then
+  # The kernel cuts a write at 1 MiB of the caller's pages, so the first
+  # request of a write from a buffer that is not page-aligned is not a whole
+  # number of blocks: a sequential file takes its aligned part and the write
+  # comes back short, and a writer that loops (libc, Python, coreutils)
+  # carries on at the write pointer.
+  out=$(python3 - "$M" <<'EOF'
+import mmap, os, sys
+mnt = sys.argv[1]
+def write_all(path, view, flags=0):
+    fd = os.open(path, os.O_WRONLY | flags)
+    first, done = None, 0
+    try:
+        while done < len(view):
+            n = os.write(fd, view[done:])
+            first = n if first is None else first
+            done += n
+    except OSError as e:
+        return e.strerror
+    finally:
+        os.close(fd)
+    return "short" if first < len(view) and first % 4096 == 0 else "whole:%d" % first
+data = os.urandom((4 << 20) + 100)
+view = memoryview(data)[100:]  # 100 bytes past a 16-byte boundary: not page-aligned
+print(write_all(mnt + "/seq/2", view), open(mnt + "/seq/2", "rb").read() == view)
+buf = mmap.mmap(-1, (2 << 20) + 4096)
+buf[512:512 + (2 << 20)] = data[:2 << 20]
+view = memoryview(buf)[512:512 + (2 << 20)]
+print(write_all(mnt + "/seq/5", view, os.O_DIRECT), open(mnt + "/seq/5", "rb").read() == view)
+view.release()
+EOF
+  )
+  eq "4 MiB from an unaligned buffer: short writes, all of it in" "$(sed -n 1p <<<"$out")" \
+    "short True"
+  eq "O_DIRECT 2 MiB from 512 bytes into a page: the same" "$(sed -n 2p <<<"$out")" "short True"
+
+  # Flags of one write, not of the open: RWF_DSYNC writes through, and
+  # O_APPEND set with fcntl appends at the write pointer even when another
+  # path moved it (the kernel's idea of the size is stale then).
+  before=$(counter writethrough_writes)
+  sh_ok "pwritev2 RWF_DSYNC to cnv/0" python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+assert os.pwritev(fd, [b"D" * 4096], 12288, os.RWF_DSYNC) == 4096' "$M/cnv/0"
+  eq "RWF_DSYNC reached the engine as write-through" \
+    "$(($(counter writethrough_writes) > before ? 1 : 0))" "1"
+  out=$(python3 - "$M/seq/7" "$ZFILE" "$S" "$TMP/r4k" <<'EOF'
+import fcntl, os, subprocess, sys
+path, zfile, sock, src = sys.argv[1:]
+fd = os.open(path, os.O_WRONLY)
+os.write(fd, b"a" * 4096)
+subprocess.run([zfile, "write", "seq/7", "--offset", "4096", "--from", src, "--volume",
+                "default", "--socket", sock], check=True, stdout=subprocess.DEVNULL)
+fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+try:
+    print(os.write(fd, b"b" * 4096))
+except OSError as e:
+    print(e.strerror)
+print(os.stat(path).st_size)
+EOF
+  )
+  eq "fcntl(F_SETFL, O_APPEND) appends at the write pointer" "$(tr '\n' ' ' <<<"$out")" "4096 12288 "
+  same "what it appended" <(tail -c 4096 "$M/seq/7") <(head -c 4096 /dev/zero | tr '\0' b)
+
+  # Linux truncates on open(O_RDONLY|O_TRUNC) (the kernel has checked for
+  # write permission).
+  sh_ok "a block to seq/13" dd if="$TMP/r4k" of="$M/seq/13" bs=4k
+  sh_ok "open(O_RDONLY|O_TRUNC)" python3 -c '
+import os, sys
+os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_TRUNC))' "$M/seq/13"
+  eq "it reset seq/13" "$(stat -c %s "$M/seq/13")" "0"
+fi
+if command -v fio >/dev/null; then
+  # Asynchronous direct writes of more than one request (4 MiB, cut at
+  # 1 MiB) must reach a sequential file in order. file_append: fio would
+  # otherwise remove a file smaller than --size and create it again.
+  for engine in io_uring libaio; do
+    if ! fio --enghelp 2>/dev/null | grep -qx "[[:space:]]*$engine"; then continue; fi
+    file=$([ "$engine" = io_uring ] && echo 9 || echo 10)
+    sh_ok "fio $engine bs=4M direct verify=crc32c on seq/$file" fio --name="$engine" \
+      --filename="$M/seq/$file" --rw=write --bs=4M --size=16M --direct=1 \
+      --ioengine="$engine" --iodepth=1 --verify=crc32c --do_verify=1 --verify_state_save=0 \
+      --file_append=1 --fallocate=none
+    eq "seq/$file holds all of it" "$(stat -c %s "$M/seq/$file")" "16777216"
+  done
+fi
+
 # --- zonefs's refusals ----------------------------------------------------------------
 sh_fails "write not at the write pointer: EINVAL" "Invalid argument" \
   dd if="$TMP/r4k" of="$M/seq/0" bs=4k seek=3 conv=notrunc
@@ -189,10 +279,48 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
   sh_fails "others may not write it" "Permission denied" \
     "${nobody[@]}" dd if="$TMP/r4k" of="$M/seq/3" bs=4k conv=notrunc
   sh_fails "others may not chmod it" "Operation not permitted" "${nobody[@]}" chmod 0666 "$M/seq/3"
+  # A write by someone without CAP_FSETID clears setuid, and setgid where
+  # the group may execute, as the kernel does on other file systems (it
+  # leaves that to the server for direct_io files). The mount is nosuid and
+  # nodev all the same.
+  eq "mounted nosuid,nodev" \
+    "$(awk -v m="$M" '$2 == m {print $4}' /proc/self/mounts | tr ',' '\n' |
+      grep -cxE 'nosuid|nodev')" "2"
+  chmod 4666 "$M/cnv/0"
+  sh_ok "others write a setuid file" \
+    "${nobody[@]}" dd if="$TMP/r4k" of="$M/cnv/0" bs=4k seek=3 conv=notrunc
+  eq "their write cleared setuid" "$(stat -c %a "$M/cnv/0")" "666"
+  chmod 2676 "$M/seq/11"
+  sh_ok "others write a setgid, group-executable file" \
+    "${nobody[@]}" dd if="$TMP/r4k" of="$M/seq/11" bs=4k oflag=direct
+  eq "their write cleared setgid" "$(stat -c %a "$M/seq/11")" "676"
+  chmod 2666 "$M/seq/12"
+  sh_ok "others write a setgid file the group may not execute" \
+    "${nobody[@]}" dd if="$TMP/r4k" of="$M/seq/12" bs=4k
+  eq "setgid stays (not a setgid program)" "$(stat -c %a "$M/seq/12")" "2666"
+  chmod 4666 "$M/cnv/0"
+  sh_ok "root writes a setuid file" dd if="$TMP/r4k" of="$M/cnv/0" bs=4k seek=3 conv=notrunc
+  eq "root (CAP_FSETID) keeps setuid" "$(stat -c %a "$M/cnv/0")" "4666"
+  chmod 0640 "$M/cnv/0"
 fi
 
 # --- mappings: coherent with writes made through any path ---------------------------
-if command -v python3 >/dev/null; then
+# kernel_at_least MAJOR MINOR
+kernel_at_least() {
+  local v
+  v=$(uname -r)
+  v=${v%%-*}
+  local major=${v%%.*} rest=${v#*.}
+  local minor=${rest%%.*}
+  [ "$major" -gt "$1" ] || { [ "$major" -eq "$1" ] && [ "$minor" -ge "$2" ]; }
+}
+if ! command -v python3 >/dev/null; then
+  echo "$NAME: SKIP mappings: no python3"
+elif ! kernel_at_least 6 6; then
+  # Without FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6) the kernel refuses
+  # MAP_SHARED on direct_io files (ENODEV).
+  echo "$NAME: SKIP mappings: Linux $(uname -r) is older than 6.6 (no FUSE_DIRECT_IO_ALLOW_MMAP)"
+else
   # Mappings are the one place the kernel caches file data. A write through
   # the daemon's socket (another path) must show in a private and in a
   # shared mapping (the notifier invalidates them shortly after the write);
@@ -204,9 +332,9 @@ if command -v python3 >/dev/null; then
   out=$(python3 - "$M" "$ZFILE" "$S" "$TMP/z4k" <<'EOF'
 import mmap, os, subprocess, sys, time
 mnt, zfile, sock, src = sys.argv[1:]
-def wait_for(m, want):
+def wait_for(m, want, at=4096):
     for _ in range(100):
-        if m[4096:4100] == want:
+        if m[at:at + 4] == want:
             return True
         time.sleep(0.01)
     return False
@@ -233,6 +361,35 @@ try:
 except OSError as e:
     print("seq-msync-" + ("EINVAL" if e.errno == 22 else str(e.errno)))
 print(os.pread(sfd, 4096, 0) == before)
+# The kernel dropped the refused page: the mapping shows the file again.
+print(wait_for(seq, before[0:4], 0))
+private.close(); shared.close(); seq.close(); os.close(fd); os.close(sfd)
+# Write-back goes through whichever writable handle of the file the kernel
+# picks, whatever its flags: with O_APPEND it must neither append to a
+# sequential file nor fail on a conventional one.
+afd = os.open(mnt + "/seq/8", os.O_RDWR | os.O_APPEND)
+os.write(afd, b"a" * 4096)
+am = mmap.mmap(afd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+am[0:4] = b"MMAP"
+try:
+    am.flush()
+    r = "ok"
+except OSError as e:
+    r = "EINVAL" if e.errno == 22 else str(e.errno)
+print("seq-append-msync-" + r, os.fstat(afd).st_size, wait_for(am, b"aaaa", 0))
+am.close(); os.close(afd)
+cfd = os.open(mnt + "/cnv/0", os.O_RDWR | os.O_APPEND)
+cm = mmap.mmap(cfd, 8192, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+cm[4096:4100] = b"APND"
+try:
+    cm.flush()
+    r = "ok"
+except OSError as e:
+    r = "EINVAL" if e.errno == 22 else str(e.errno)
+got = subprocess.run([zfile, "cat", "cnv/0", "--volume", "default", "--socket", sock],
+                     check=True, capture_output=True).stdout[4096:4100]
+print("cnv-append-msync-" + r, got == b"APND")
+cm.close(); os.close(cfd)
 EOF
   )
   set -e
@@ -241,6 +398,11 @@ EOF
   eq "a shared mapping writes back through the engine" "$(sed -n 3p <<<"$out")" "True True"
   eq "a sequential file's shared mapping cannot write back" \
     "$(sed -n 4,5p <<<"$out" | tr '\n' ' ')" "seq-msync-EINVAL True "
+  eq "and the mapping shows the file again" "$(sed -n 6p <<<"$out")" "True"
+  eq "write-back through an O_APPEND handle: a sequential file is refused, unchanged" \
+    "$(sed -n 7p <<<"$out")" "seq-append-msync-EINVAL 4096 True"
+  eq "a conventional file is written at the page's offset" "$(sed -n 8p <<<"$out")" \
+    "cnv-append-msync-ok True"
 fi
 
 # --- fio with verification ------------------------------------------------------------
@@ -346,5 +508,42 @@ kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID" || true  # the I/O error may make the exit status 1
 DAEMON_PID=
 eq "unmounted after the error" "$(mounted && echo mounted || echo gone)" "gone"
+
+# --- a request stuck in the engine does not hang SIGTERM --------------------------------
+# strace delays the device's reads by 60 s (as a hung device would), once
+# the daemon is up: a direct read through the mount is then stuck inside the
+# engine. SIGTERM must still stop zfiled within its stop timeout: it
+# abandons the request (as it does a stuck session), detaches the mount
+# point, and exits 1. (The thread strace holds keeps the process from ending
+# until strace lets go of it: that part is strace's doing.)
+if command -v strace >/dev/null; then
+  start_daemon "$U" --stop-timeout-ms 1000
+  strace -qq -o /dev/null -e trace=pread64 -e inject=pread64:delay_enter=60000000 \
+    -p "$(ls /proc/"$DAEMON_PID"/task | tr '\n' ' ')" 2>/dev/null &
+  STRACE_PID=$!
+  sleep 1  # attached
+  dd if="$M/cnv/0" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null &
+  reader=$!
+  sleep 1  # the read is in the engine
+  kill -TERM "$DAEMON_PID"
+  for _ in $(seq 1 100); do
+    if grep -q "stopped with an error" "$LOG"; then break; fi
+    sleep 0.1
+  done
+  has "SIGTERM with a stuck request gives up on it within 10 s" "$(cat "$LOG")" \
+    "1 FUSE request(s) still being served 1000 ms after stopping began; abandoning them"
+  eq "the mount point is detached" "$(mounted && echo mounted || echo gone)" "gone"
+  # strace does not end on SIGTERM while it holds a thread back.
+  kill -KILL "$STRACE_PID" 2>/dev/null || true
+  wait "$STRACE_PID" 2>/dev/null || true
+  STRACE_PID=
+  set +e
+  wait "$DAEMON_PID"
+  status=$?
+  set -e
+  DAEMON_PID=
+  eq "and exits 1" "$status" "1"
+  wait "$reader" 2>/dev/null || true
+fi
 
 finish
