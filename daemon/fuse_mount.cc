@@ -3,6 +3,7 @@
 // The low-level API of libfuse 3.12 and later (fuse_session_receive_buf,
 // fuse_session_process_buf); Debian's libfuse3-dev 3.14 provides it.
 #define FUSE_USE_VERSION 312
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -67,10 +69,11 @@ constexpr uint32_t kDirectIoAllowMmapFlags2 = 1u << (36 - 32);
 thread_local bool tls_kill_suidgid = false;
 
 // Detaches whatever is mounted on `mount_point` (umount2(MNT_DETACH) as
-// root, fusermount3 -u -z otherwise), so that it goes once unused.
+// root, fusermount3 -u -z otherwise), so that it goes once unused. Never
+// through a symbolic link put there since the path was resolved.
 Status LazyUnmount(const std::string& mount_point) {
   if (geteuid() == 0) {
-    if (umount2(mount_point.c_str(), MNT_DETACH) != 0) {
+    if (umount2(mount_point.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
       return ErrnoStatus(errno, "umount2(" + mount_point + ", MNT_DETACH)");
     }
     return Status();
@@ -86,6 +89,64 @@ Status LazyUnmount(const std::string& mount_point) {
     return Status(EIO, "fusermount3 -u -z " + mount_point + " failed");
   }
   return Status();
+}
+
+std::string OctalMode(mode_t mode) {
+  char b[8];
+  std::snprintf(b, sizeof(b), "%04o", static_cast<unsigned>(mode & 07777));
+  return b;
+}
+
+// As root, the mount (allow_other, root's) must stay where it was put:
+// nobody but root may rename a directory on the way to it. A sticky
+// directory (/tmp) lets others create entries but not rename root's.
+Status CheckAncestorsSafe(const std::string& resolved) {
+  if (geteuid() != 0) return Status();  // fusermount3 does its own checks
+  std::string dir = resolved;
+  while (true) {
+    const size_t slash = dir.rfind('/');
+    dir = slash == 0 ? "/" : dir.substr(0, slash);
+    struct stat st {};
+    if (lstat(dir.c_str(), &st) != 0) return ErrnoStatus(errno, "mount point: " + dir);
+    if (!S_ISDIR(st.st_mode)) {
+      return Status(ENOTDIR, "mount point: " + dir + " changed while it was being checked");
+    }
+    const char* why = nullptr;
+    if (st.st_uid != 0) {
+      why = "is not root's";
+    } else if ((st.st_mode & S_ISVTX) == 0 && (st.st_mode & S_IWOTH) != 0) {
+      why = "is writable by others";
+    } else if ((st.st_mode & S_ISVTX) == 0 && (st.st_mode & S_IWGRP) != 0) {
+      why = "is writable by its group";
+    }
+    if (why != nullptr) {
+      return Status(EPERM, "mount point " + resolved + ": " + dir + " " + why + " (mode " +
+                               OctalMode(st.st_mode) + ", uid " + std::to_string(st.st_uid) +
+                               "): whoever may rename what is in it could move the mount; "
+                               "zfiled as root mounts only under directories only root may change");
+    }
+    if (dir == "/") return Status();
+  }
+}
+
+// FUSE would hide what is in the directory, and a live mount there (another
+// zfiled) would be mounted over: only an empty directory will do.
+Status CheckEmptyDirectory(const std::string& path) {
+  DIR* d = opendir(path.c_str());
+  if (d == nullptr) return ErrnoStatus(errno, "mount point " + path);
+  std::string first;
+  size_t entries = 0;
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    if (entries++ == 0) first = e->d_name;
+  }
+  closedir(d);
+  if (entries == 0) return Status();
+  const std::string what =
+      "'" + first + "'" +
+      (entries > 1 ? " and " + std::to_string(entries - 1) + " more entries" : std::string());
+  return Status(ENOTEMPTY, "mount point " + path + " is not empty (it holds " + what +
+                               "): the mount would hide them; give an empty directory");
 }
 
 }  // namespace
@@ -145,6 +206,8 @@ class FuseMount::Impl : public FileChangeObserver {
   static void ReplyError(fuse_req_t req, const Status& s, const char* op);
 
   Status BuildTree();
+  // Resolves mount_point_ for good and checks it (see FuseMount::Start).
+  Status PrepareMountPoint();
   const Node* NodeOf(fuse_ino_t ino) const {
     return ino < nodes_.size() && ino != 0 ? &nodes_[ino] : nullptr;
   }
@@ -202,7 +265,7 @@ class FuseMount::Impl : public FileChangeObserver {
 
   const std::string name_;
   Volume* const vol_;
-  const std::string mount_point_;
+  std::string mount_point_;  // resolved by Start, constant after
   const std::chrono::milliseconds stop_timeout_;
   uint32_t block_size_ = 4096;
   const timespec mounted_at_ = [] {
@@ -734,21 +797,38 @@ void FuseMount::Impl::Worker(int index) {
   workers_[index]->done = true;
 }
 
-Status FuseMount::Impl::Start() {
-  ZF_RETURN_IF_ERROR(CheckFuseAvailable());
+// Resolved once: the checks, the mount, the messages and the unmount then
+// all concern the same directory, whatever a symbolic link on the way
+// points to later.
+Status FuseMount::Impl::PrepareMountPoint() {
+  char* resolved = realpath(mount_point_.c_str(), nullptr);
+  if (resolved == nullptr) return ErrnoStatus(errno, "mount point " + mount_point_);
+  const std::string given = mount_point_;
+  mount_point_ = resolved;
+  std::free(resolved);
+  if (mount_point_ != given) Log().info("mount point {} is {}", given, mount_point_);
+  if (mount_point_ == "/") return Status(EINVAL, "mount point " + given + " is the root");
+  ZF_RETURN_IF_ERROR(CheckAncestorsSafe(mount_point_));
   struct stat mst {};
-  if (stat(mount_point_.c_str(), &mst) != 0) {
+  if (lstat(mount_point_.c_str(), &mst) != 0) {
     if (errno != ENOTCONN) return ErrnoStatus(errno, "mount point " + mount_point_);
     // A zfiled that died left its mount behind: nobody serves it any more.
     Log().warn("{}: a stale FUSE mount (ENOTCONN), from a daemon that died; detaching it",
                mount_point_);
     ZF_RETURN_IF_ERROR(LazyUnmount(mount_point_).WithContext("cleaning up the stale mount"));
-    if (stat(mount_point_.c_str(), &mst) != 0) {
+    if (lstat(mount_point_.c_str(), &mst) != 0) {
       return ErrnoStatus(errno, "mount point " + mount_point_ + " after detaching a stale mount");
     }
   }
-  if (!S_ISDIR(mst.st_mode))
+  if (!S_ISDIR(mst.st_mode)) {
     return Status(ENOTDIR, "mount point " + mount_point_ + " is not a directory");
+  }
+  return CheckEmptyDirectory(mount_point_);
+}
+
+Status FuseMount::Impl::Start() {
+  ZF_RETURN_IF_ERROR(CheckFuseAvailable());
+  ZF_RETURN_IF_ERROR(PrepareMountPoint());
   ZF_RETURN_IF_ERROR(BuildTree());
   maybe_cached_ = std::make_unique<std::atomic<bool>[]>(nodes_.size());
   if (long ps = sysconf(_SC_PAGESIZE); ps > 0) page_size_ = ps;

@@ -38,9 +38,13 @@ namespace zfile::daemon {
 class FuseMount {
  public:
   // Mounts `vol` (named `name`, shown as the file system's source
-  // "zfile:NAME") on the directory `mount_point` and serves it. A stale
-  // mount left there by a daemon that died (ENOTCONN) is detached first.
-  // Stop waits up to `stop_timeout` for the requests being served.
+  // "zfile:NAME") on the directory `mount_point` and serves it. The path is
+  // resolved once, here (symbolic links included), and must be an empty
+  // directory; as root, every directory above it must be root's and
+  // writable by nobody else (or sticky), since whoever may rename one could
+  // move the mount. A stale mount left there by a daemon that died
+  // (ENOTCONN) is detached first. Stop waits up to `stop_timeout` for the
+  // requests being served.
   static Result<std::unique_ptr<FuseMount>> Start(
       const std::string& name, Volume* vol, const std::string& mount_point,
       std::chrono::milliseconds stop_timeout = std::chrono::milliseconds(10000));
@@ -56,6 +60,7 @@ class FuseMount {
   // without running destructors (_exit).
   Status Stop();
 
+  // The directory mounted on, as resolved by Start.
   const std::string& mount_point() const;
 
   class Impl;

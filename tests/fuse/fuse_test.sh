@@ -494,6 +494,42 @@ rc=$?
 set -e
 eq "a file as mount point fails" "$rc" "1"
 has "as not a directory" "$(cat "$TMP/stderr")" "not a directory"
+mkdir "$TMP/full"
+touch "$TMP/full/x"
+set +e
+timeout 20 "$ZFILED" --device "$U" --mount "$TMP/full" --socket "$S" --foreground 2>"$TMP/stderr"
+rc=$?
+set -e
+eq "a directory that is not empty fails" "$rc" "1"
+has "as not empty" "$(cat "$TMP/stderr")" "$TMP/full is not empty"
+if [ "$(id -u)" -eq 0 ]; then
+  # As root: anyone who may rename a directory on the way could move the
+  # mount (allow_other, root's) somewhere else.
+  mkdir -m 0777 "$TMP/open"
+  mkdir "$TMP/open/mnt"
+  set +e
+  timeout 20 "$ZFILED" --device "$U" --mount "$TMP/open/mnt" --socket "$S" --foreground 2>"$TMP/stderr"
+  rc=$?
+  set -e
+  eq "a mount point under a directory others may write fails" "$rc" "1"
+  has "and says why" "$(cat "$TMP/stderr")" "$TMP/open is writable by others"
+fi
+# A symbolic link is resolved once, at start: the mount, the messages and
+# the unmount all use the directory it pointed to.
+ln -s "$M" "$TMP/link"
+: >"$LOG"
+"$ZFILED" --device "$U" --mount "$TMP/link" --socket "$S" --foreground 2>"$LOG" &
+DAEMON_PID=$!
+for _ in $(seq 1 200); do
+  if grep -q "zfiled ready" "$LOG" || ! kill -0 "$DAEMON_PID" 2>/dev/null; then break; fi
+  sleep 0.05
+done
+eq "a symbolic link to the mount point mounts there" "$(mounted && echo yes)" "yes"
+has "saying where" "$(cat "$LOG")" "mounted on $M (FUSE)"
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID" || fail "zfiled exited $? on SIGTERM (symbolic link): $(cat "$LOG")"
+DAEMON_PID=
+eq "and unmounted it" "$(mounted && echo mounted || echo gone)" "gone"
 
 # --- errors=remount-ro: an I/O error makes the mount read-only for writers -------------
 # seq/6 is zone 8: its first block fails to write.
