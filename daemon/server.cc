@@ -154,6 +154,16 @@ Result<std::unique_ptr<Server>> Server::Start(const DaemonConfig& config, Sessio
   }
   Status listening = server->Listen(config.socket);
   if (!listening.ok()) return fail(listening);
+  for (size_t i = 0; i < config.volumes.size(); ++i) {
+    const VolumeConfig& vc = config.volumes[i];
+    if (!vc.mount) continue;
+    ServedVolume& served = *server->volumes_[i];
+    Result<std::unique_ptr<FuseMount>> fuse =
+        FuseMount::Start(served.name, served.volume.get(), *vc.mount,
+                         std::chrono::milliseconds(bounds.stop_timeout_ms));
+    if (!fuse.ok()) return fail(fuse.status());
+    served.fuse = std::move(*fuse);
+  }
   server->wake_fd_.Reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!server->wake_fd_.valid()) return fail(ErrnoStatus(errno, "eventfd"));
   Server* raw = server.get();
@@ -389,13 +399,45 @@ Status Server::Stop() {
   sessions.clear();
   if (stuck > 0) {
     abandoned_ = true;
-    for (auto& v : volumes_) (void)v.release();
+    // The FUSE mounts too: their workers use the volumes. The kernel
+    // aborts their connections when the process ends; the next start
+    // detaches the stale mount points.
+    for (auto& v : volumes_) {
+      (void)v->fuse.release();
+      (void)v.release();
+    }
     volumes_.clear();
     return Status(EBUSY, std::to_string(stuck) +
                              " client sessions did not end in time; dirty data was written "
                              "back but the volumes were left mounted");
   }
-  // 4. Unmount: write back what was dirtied since the sync, close zones.
+  // 4. The FUSE mounts, now that no session writes (a write tells the
+  // mount's change observer, which must not go away under it): afterwards
+  // no file of the volumes is open through them. A mount whose requests do
+  // not end in time is abandoned as a session is, and so are the volumes.
+  bool fuse_abandoned = false;
+  for (auto& v : volumes_) {
+    if (!v->fuse) continue;
+    Status s = v->fuse->Stop();
+    if (s.ok()) {
+      v->fuse.reset();
+    } else {
+      Log().error("volume '{}': {}", v->name, s.ToString());
+      fuse_abandoned = true;
+    }
+  }
+  if (fuse_abandoned) {
+    abandoned_ = true;
+    for (auto& v : volumes_) {
+      (void)v->fuse.release();
+      (void)v.release();
+    }
+    volumes_.clear();
+    return Status(EBUSY,
+                  "FUSE requests did not end in time; dirty data was written back but the "
+                  "volumes were left mounted");
+  }
+  // 5. Unmount: write back what was dirtied since the sync, close zones.
   for (auto& v : volumes_) {
     Status s = v->volume->Unmount();
     if (s.ok()) {

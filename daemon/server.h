@@ -32,6 +32,7 @@
 
 #include "base/status.h"
 #include "daemon/config.h"
+#include "daemon/fuse_mount.h"
 #include "engine/volume.h"
 #include "protocol/unique_fd.h"
 
@@ -57,8 +58,9 @@ struct SessionBounds {
   // A client that does not read its replies for this long is dropped.
   uint32_t send_timeout_ms = 10000;
   // How long Stop waits for the sessions to end once their sockets are
-  // shut down; sessions still running then are stuck (in the engine: a
-  // hung device) and are abandoned, see Stop.
+  // shut down, and then for the FUSE mounts' requests; those still running
+  // then are stuck (in the engine: a hung device) and are abandoned, see
+  // Stop.
   uint32_t stop_timeout_ms = 10000;
   // A session on the shared-memory doorbell (protocol/doorbell.h) sleeps on
   // a futex, which the client's death does not wake: it looks at its
@@ -96,6 +98,9 @@ struct ServedVolume {
   // cannot be reopened writable by anyone else either). Invalid when the
   // cache has no arena descriptor (MAP then fails with EOPNOTSUPP).
   protocol::UniqueFd arena_ro;
+  // The FUSE mount of a volume with a mount point (VolumeConfig::mount);
+  // declared after `volume`, which it uses, so that it goes first.
+  std::unique_ptr<FuseMount> fuse;
 };
 
 // What the peer is: SO_PEERCRED and SO_PEERGROUPS, the credentials of the
@@ -111,7 +116,8 @@ class Session;
 
 class Server {
  public:
-  // Mounts every volume of `config` and listens on its socket. Fails, with
+  // Mounts every volume of `config`, listens on its socket, and mounts
+  // each volume that has a mount point there with FUSE. Fails, with
   // everything mounted so far unmounted again, if a device does not mount,
   // the socket's directory is missing, or another daemon already listens
   // on the socket (EADDRINUSE).
@@ -134,16 +140,21 @@ class Server {
   //     down both ways so that a session blocked sending to a client that
   //     does not read gives up; sessions are joined for up to
   //     bounds.stop_timeout_ms;
-  //  4. unmounts the volumes (writing back what was dirtied since 2, and
+  //  4. unmounts the FUSE mounts (lazily: the names go at once, programs
+  //     with files open get ENOTCONN) and closes the files they had open,
+  //     waiting up to bounds.stop_timeout_ms for the requests they serve;
+  //  5. unmounts the volumes (writing back what was dirtied since 2, and
   //     closing zones).
-  // The first error is returned; the others are logged. If sessions are
-  // still running at the deadline, they are logged, abandoned (their
+  // The first error is returned; the others are logged. If sessions (or
+  // FUSE requests) are still running at the deadline, they are logged,
+  // abandoned (their
   // threads detached, and they and the volumes deliberately leaked, since
   // they may be inside the engine), and EBUSY is returned: the caller must
   // then end the process without running destructors (_exit); see
   // abandoned_sessions().
   Status Stop();
-  // Whether Stop abandoned sessions that did not end in time.
+  // Whether Stop abandoned sessions or FUSE requests that did not end in
+  // time.
   bool abandoned_sessions() const { return abandoned_; }
 
   // The cache arena descriptor that the session of `peer` on `vol` gets at

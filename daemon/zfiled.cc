@@ -1,7 +1,8 @@
 // zfiled: serves zonefs volumes to local clients (SPEC section 7).
 //
 //   zfiled --config /etc/zfiled/zfiled.yaml
-//   zfiled --device emu:DIR [--name NAME] [--options OPTS] [--socket PATH] [--foreground]
+//   zfiled --device emu:DIR [--name NAME] [--options OPTS] [--socket PATH] [--mount DIR]
+//          [--foreground]
 //
 // The main thread owns the process's life: it starts the server, tells
 // systemd (sd_notify) when it is ready, and then waits for signals, which
@@ -21,6 +22,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -166,17 +168,16 @@ int Main(int argc, char** argv) {
     vol.device = device;
     vol.options = options;
     vol.mount_options = *parsed;
-    if (!mount.empty()) vol.mount = mount;
+    // Absolute and normalised, as the configuration's mount key is: the
+    // mount table and the log should name the same place.
+    if (!mount.empty()) {
+      std::string abs = std::filesystem::absolute(mount).lexically_normal().string();
+      while (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+      vol.mount = abs;
+    }
     config.volumes.push_back(std::move(vol));
   }
   if (!socket_path.empty()) config.socket.path = socket_path;
-  for (const VolumeConfig& vol : config.volumes) {
-    if (vol.mount) {
-      return Fail(Status(EOPNOTSUPP, "volume '" + vol.name + "': mount point " + *vol.mount +
-                                         ": the FUSE mount is not built yet; serve clients "
-                                         "only (drop --mount / the volume's mount key)"));
-    }
-  }
   Log().set_level(ToSpdlog(config.log_level));
 
   // Block the signals before any thread starts, so every thread inherits

@@ -86,6 +86,43 @@ else
     "is not what this test expects, so the check above proves nothing"
 fi
 
+# --- the FUSE drop-in ---------------------------------------------------------------
+# config/zfiled-fuse.conf (installed as zfiled.service.d/fuse.conf) must
+# verify with the unit, and must turn off every setting of the unit that
+# gives the service a mount namespace of its own (which would hide its FUSE
+# mounts from the host).
+dropin="$(dirname "$UNIT")/zfiled-fuse.conf"
+mkdir -p "$tmp/zfiled.service.d"
+cp "$dropin" "$tmp/zfiled.service.d/fuse.conf"
+out=$(systemd-analyze verify --man=no "$copy" 2>&1)
+rc=$?
+ours=$(grep -F "zfiled" <<<"$out")
+if [[ $rc -eq 0 && -z "$ours" ]]; then
+  pass "systemd-analyze verify accepts the unit with the FUSE drop-in"
+else
+  fail "systemd-analyze verify (exit $rc) with the FUSE drop-in says:"
+  echo "$ours"
+fi
+for key in ProtectSystem ProtectHome PrivateTmp ProtectKernelTunables ProtectKernelModules \
+  ProtectKernelLogs ProtectControlGroups PrivateDevices PrivateMounts ProtectProc ProcSubset \
+  PrivateIPC ReadWritePaths ReadOnlyPaths InaccessiblePaths BindPaths BindReadOnlyPaths \
+  TemporaryFileSystem MountFlags; do
+  grep -q "^$key=" "$UNIT" || continue
+  last=$(grep "^$key=" "$dropin" | tail -n 1)
+  case "$last" in
+    "$key=" | "$key=no" | "$key=false" | "$key=shared") pass "the FUSE drop-in resets $key=" ;;
+    *) fail "the FUSE drop-in does not turn off $key= (a mount namespace hides FUSE mounts)" ;;
+  esac
+done
+if grep -q "^PrivateNetwork=yes" "$UNIT"; then
+  if grep -qx "PrivateMounts=no" "$dropin"; then
+    pass "the FUSE drop-in says PrivateMounts=no (PrivateNetwork= implies it otherwise)"
+  else
+    fail "the FUSE drop-in lacks PrivateMounts=no, which PrivateNetwork=yes implies otherwise"
+  fi
+fi
+rm -rf "$tmp/zfiled.service.d"
+
 # --- directives the daemon relies on -------------------------------------------
 
 expect() {

@@ -175,12 +175,19 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
 Result<size_t> FileInode::Write(const void* buf, size_t len, uint64_t offset, IoFlags flags,
                                 uint64_t* landed) {
   ZF_RETURN_IF_ERROR(CheckWritable());
-  if (sequential()) return WriteSequential(buf, len, offset, flags, landed);
+  if (sequential()) {
+    uint64_t at = offset;
+    auto r = WriteSequential(buf, len, offset, flags, &at);
+    if (r.ok() && landed != nullptr) *landed = at;
+    if (r.ok() && *r != 0) vol_->NotifyChanged(this, at, *r);
+    return r;
+  }
   if (flags.append) {
     return Status(EINVAL, path_ + ": O_APPEND is not allowed on conventional files");
   }
   auto r = WriteConventional(buf, len, offset, flags);
   if (r.ok() && landed != nullptr) *landed = offset;
+  if (r.ok() && *r != 0) vol_->NotifyChanged(this, offset, *r);
   return r;
 }
 
@@ -352,6 +359,12 @@ void FileInode::WaitNoWritesLocked(std::unique_lock<std::mutex>& lock) {
 }
 
 Status FileInode::Truncate(uint64_t size) {
+  Status s = DoTruncate(size);
+  if (s.ok()) vol_->NotifyChanged(this, 0, 0);
+  return s;
+}
+
+Status FileInode::DoTruncate(uint64_t size) {
   if (vol_->read_only()) return Status(EROFS, path_ + ": the volume is read-only");
   if (!sequential()) {
     return Status(EPERM, path_ + ": conventional files cannot be truncated (their size is fixed)");

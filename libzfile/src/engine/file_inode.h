@@ -155,6 +155,8 @@ class FileInode final : public CacheBacking {
   Result<LockHold> LockIo(LockState state, IoFlags flags,
                           std::source_location where = std::source_location::current());
   Status CheckWritable() const;
+  // Truncate without telling the volume's change observer.
+  Status DoTruncate(uint64_t size);
   Result<size_t> WriteConventional(const void* buf, size_t len, uint64_t offset, IoFlags flags);
   // A direct write over pinned pages: written through the cache instead,
   // so the caller still has the data on the device when it returns.

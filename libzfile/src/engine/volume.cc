@@ -323,6 +323,16 @@ Result<size_t> FileHandle::PWrite(const void* buf, size_t len, uint64_t offset, 
   return inode_->Write(buf, len, offset, f, nullptr);
 }
 
+Result<size_t> FileHandle::WriteBack(const void* buf, size_t len, uint64_t offset) {
+  if (!writable_) return Status(EBADF, inode_->path() + " is not open for writing");
+  if (inode_->sequential()) {
+    return Status(EINVAL, inode_->path() +
+                              ": a mapping's page cannot be written back to a sequential "
+                              "file (only appends at the write pointer are)");
+  }
+  return inode_->Write(buf, len, offset, IoFlags{}, nullptr);
+}
+
 Result<size_t> FileHandle::Append(const void* buf, size_t len, uint64_t* offset) {
   if (!writable_) return Status(EBADF, inode_->path() + " is not open for writing");
   if (!inode_->sequential()) {

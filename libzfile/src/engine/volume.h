@@ -42,6 +42,17 @@ struct VolumeInfo {
 
 class FileHandle;
 
+// Told of every change to a file's data: a write (range written) or a zone
+// reset/finish (`len` 0: the whole file). Called after the change is made,
+// on the thread that made it, whatever path it came through (embedded API,
+// zfiled sessions, FUSE). It must be quick and must not do I/O on the
+// volume. zfiled's FUSE front end uses it to drop what the kernel caches.
+class FileChangeObserver {
+ public:
+  virtual ~FileChangeObserver() = default;
+  virtual void FileChanged(FileInode* inode, uint64_t offset, uint64_t len) = 0;
+};
+
 class Volume {
  public:
   static Result<std::unique_ptr<Volume>> Mount(std::unique_ptr<ZonedDevice> dev,
@@ -77,6 +88,16 @@ class Volume {
   // errors=remount-ro: refuse writes from now on.
   void SetReadOnly(const std::string& reason);
 
+  // At most one observer. Contract: set it before anything writes, and
+  // clear it (nullptr) only once nothing writes any more: clearing does not
+  // wait for calls in flight.
+  void SetChangeObserver(FileChangeObserver* observer) { observer_.store(observer); }
+  void NotifyChanged(FileInode* inode, uint64_t offset, uint64_t len) {
+    if (FileChangeObserver* o = observer_.load(std::memory_order_acquire)) {
+      o->FileChanged(inode, offset, len);
+    }
+  }
+
   ZonedDevice* device() { return dev_.get(); }
   const MountOptions& options() const { return options_; }
   ZoneResources& resources() { return *resources_; }
@@ -98,6 +119,7 @@ class Volume {
   std::vector<std::unique_ptr<FileInode>> seq_;
   std::atomic<bool> read_only_{false};
   std::atomic<uint32_t> open_files_{0};
+  std::atomic<FileChangeObserver*> observer_{nullptr};
   friend class FileHandle;
   bool unmounted_ = false;
   mutable std::mutex unmount_mu_;
@@ -114,6 +136,12 @@ class FileHandle {
   // `rwf`: RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND, RWF_HIPRI.
   Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf);
   Result<size_t> PWrite(const void* buf, size_t len, uint64_t offset, int rwf);
+  // Writes back pages of a shared mapping (FUSE write-back) at `offset`,
+  // whatever this handle's O_APPEND, O_DIRECT and O_SYNC say: the kernel
+  // picks any writable handle of the file for it, so its flags are not the
+  // writer's. EINVAL on a sequential file, whose pages cannot be rewritten
+  // in place.
+  Result<size_t> WriteBack(const void* buf, size_t len, uint64_t offset);
   // Sequential files: writes at the write pointer; `*offset` gets where.
   Result<size_t> Append(const void* buf, size_t len, uint64_t* offset);
   Status Fsync();
