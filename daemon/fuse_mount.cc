@@ -8,8 +8,8 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
-#include <poll.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -28,6 +28,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -67,6 +68,46 @@ constexpr uint32_t kDirectIoAllowMmapFlags2 = 1u << (36 - 32);
 // write operation, and the thread that reads a request is the one that
 // serves it (ReadDevice, then OpWrite).
 thread_local bool tls_kill_suidgid = false;
+
+// A worker's page-aligned scratch memory, kept from one request to the
+// next. Reads fill it (the engine reads a direct file straight into it);
+// direct writes from libfuse's buffer, whose data sits just past the
+// request's header and so is never page-aligned, are copied into it,
+// which costs one memcpy where the engine would otherwise map, fault in
+// and unmap a bounce buffer of its own for every request.
+class Scratch {
+ public:
+  // At least `len` bytes (one page for 0), or nullptr without memory.
+  void* Get(size_t len) {
+    len = std::max<size_t>(len, kPage);
+    if (len > cap_) {
+      void* mem = nullptr;
+      if (posix_memalign(&mem, kPage, len) != 0) return nullptr;
+      mem_.reset(mem);
+      cap_ = len;
+    }
+    return mem_.get();
+  }
+
+ private:
+  static constexpr size_t kPage = 4096;
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, Free> mem_;
+  size_t cap_ = 0;
+};
+thread_local Scratch tls_scratch;
+
+// A worker's epoll set: /dev/fuse, added EPOLLEXCLUSIVE so that a request
+// wakes one idle worker rather than all of them, and the mount's stop
+// eventfd, which wakes them all.
+struct WorkerWait {
+  protocol::UniqueFd epoll;
+  int dev_fd = -1;
+  int wake_fd = -1;
+};
+thread_local WorkerWait tls_wait;
 
 // Detaches whatever is mounted on `mount_point` (umount2(MNT_DETACH) as
 // root, fusermount3 -u -z otherwise), so that it goes once unused. Never
@@ -227,9 +268,9 @@ class FuseMount::Impl : public FileChangeObserver {
   static Status KillSuidSgid(FileInode* inode);
   // The session's device I/O (fuse_custom_io): read and writev on
   // /dev/fuse, except that:
-  //  - a read waits in poll() on the device and wake_fd_, so that Stop
-  //    wakes idle workers without a signal (which would also interrupt
-  //    busy ones);
+  //  - a read waits in epoll on the device (one idle worker woken per
+  //    request) and on wake_fd_, so that Stop wakes idle workers without a
+  //    signal (which would also interrupt busy ones);
   //  - it notes FUSE_WRITE_KILL_SUIDGID (tls_kill_suidgid);
   //  - the reply to the kernel's INIT request gets
   //    FUSE_DIRECT_IO_ALLOW_MMAP, so that programs may map files shared
@@ -522,16 +563,13 @@ void FuseMount::Impl::OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t 
   if (off % self->page_size_ == 0 && ino < self->nodes_.size()) {
     self->maybe_cached_[ino].store(true);
   }
-  // Block-aligned, so that a direct read goes to the device without a
+  // Page-aligned, so that a direct read goes to the device without a
   // bounce buffer.
-  void* mem = nullptr;
-  if (posix_memalign(&mem, 4096, size == 0 ? 4096 : size) != 0) {
-    return (void)fuse_reply_err(req, ENOMEM);
-  }
-  std::unique_ptr<void, decltype(&std::free)> buf(mem, &std::free);
-  Result<size_t> n = HandleOf(fi)->PRead(buf.get(), size, static_cast<uint64_t>(off), 0);
+  void* buf = tls_scratch.Get(size);
+  if (buf == nullptr) return (void)fuse_reply_err(req, ENOMEM);
+  Result<size_t> n = HandleOf(fi)->PRead(buf, size, static_cast<uint64_t>(off), 0);
   if (!n.ok()) return ReplyError(req, n.status(), "read");
-  fuse_reply_buf(req, static_cast<const char*>(buf.get()), *n);
+  fuse_reply_buf(req, static_cast<const char*>(buf), *n);
 }
 
 void FuseMount::Impl::OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
@@ -561,7 +599,14 @@ void FuseMount::Impl::OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, s
   // write comes back short; a writer that loops carries on from there.
   const size_t bs = self->block_size_;
   if (h->inode()->sequential() && size > bs && size % bs != 0) size -= size % bs;
-  Result<size_t> n = h->PWrite(buf, size, static_cast<uint64_t>(off), rwf);
+  const void* data = buf;
+  if ((fi->flags & O_DIRECT) != 0 && reinterpret_cast<uintptr_t>(buf) % bs != 0) {
+    void* aligned = tls_scratch.Get(size);
+    if (aligned == nullptr) return (void)fuse_reply_err(req, ENOMEM);
+    std::memcpy(aligned, buf, size);
+    data = aligned;
+  }
+  Result<size_t> n = h->PWrite(data, size, static_cast<uint64_t>(off), rwf);
   if (!n.ok()) return ReplyError(req, n.status(), "write");
   fuse_reply_write(req, *n);
 }
@@ -721,19 +766,38 @@ void FuseMount::Impl::Notifier() {
 ssize_t FuseMount::Impl::ReadDevice(int fd, void* buf, size_t len, void* userdata) {
   Impl* self = static_cast<Impl*>(userdata);
   tls_kill_suidgid = false;
-  pollfd fds[2] = {{fd, POLLIN, 0}, {self->wake_fd_.get(), POLLIN, 0}};
+  WorkerWait& w = tls_wait;
+  if (!w.epoll.valid() || w.dev_fd != fd || w.wake_fd != self->wake_fd_.get()) {
+    w.epoll.Reset(epoll_create1(EPOLL_CLOEXEC));
+    if (!w.epoll.valid()) return -1;
+    epoll_event dev{.events = EPOLLIN | EPOLLEXCLUSIVE, .data = {.u64 = 0}};
+    epoll_event wake{.events = EPOLLIN, .data = {.u64 = 1}};
+    if (epoll_ctl(w.epoll.get(), EPOLL_CTL_ADD, fd, &dev) != 0 ||
+        epoll_ctl(w.epoll.get(), EPOLL_CTL_ADD, self->wake_fd_.get(), &wake) != 0) {
+      const int err = errno;
+      w.epoll.Reset();
+      errno = err;
+      return -1;
+    }
+    w.dev_fd = fd;
+    w.wake_fd = self->wake_fd_.get();
+  }
   ssize_t n;
   while (true) {
-    if (poll(fds, 2, -1) < 0) {
+    epoll_event ev[2];
+    const int ready = epoll_wait(w.epoll.get(), ev, 2, -1);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       return -1;
     }
-    if (fds[1].revents != 0) {  // Stop: libfuse sees the session exited
-      errno = EINTR;
-      return -1;
+    for (int i = 0; i < ready; ++i) {
+      if (ev[i].data.u64 == 1) {  // Stop: libfuse sees the session exited
+        errno = EINTR;
+        return -1;
+      }
     }
-    // The device is non-blocking: every idle worker wakes for a request
-    // and all but one find nothing (EAGAIN), and wait again.
+    // The device is non-blocking: a worker that epoll woke may still find
+    // the request taken by one that was between requests (EAGAIN).
     n = ::read(fd, buf, len);
     if (n >= 0 || errno != EAGAIN) break;
   }
