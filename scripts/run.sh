@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, part 1: install the dependencies, build, and run zfiled on an
 # emulated zoned device (./build/quickstart-dev, created and formatted on
-# first run), serving it on ./build/zfiled.sock until Ctrl-C.
+# first run), serving it on ./build/zfiled.sock and mounting it with FUSE on
+# ./build/mnt (where /dev/fuse is usable) until Ctrl-C.
 #
 #   scripts/run.sh              run until Ctrl-C (or SIGTERM)
 #   scripts/run.sh --for SECS   stop zfiled cleanly after SECS seconds (for
@@ -27,6 +28,7 @@ ZFILE=build/default/tools/zfile
 ZFILED=build/default/daemon/zfiled
 DEV=$(realpath -m "${ZFILE_QUICKSTART_DEV:-build/quickstart-dev}")
 SOCK=$(realpath -m "${ZFILE_QUICKSTART_SOCKET:-build/zfiled.sock}")
+MNT=$(realpath -m "${ZFILE_QUICKSTART_MOUNT:-build/mnt}")
 if [ ! -f "$DEV/geometry" ]; then
   "$ZFILE" emu create "$DEV" --size 1G --zone-size 64M --zone-capacity 48M --conv 2 \
     --max-open 8 --max-active 12
@@ -35,18 +37,28 @@ fi
 echo
 "$ZFILE" info "emu:$DEV"
 
-"$ZFILED" --device "emu:$DEV" --name default --socket "$SOCK" --foreground &
+MOUNT_ARGS=()
+if [ -c /dev/fuse ] && [ -r /dev/fuse ] && [ -w /dev/fuse ]; then
+  mkdir -p "$MNT"
+  MOUNT_ARGS=(--mount "$MNT")
+else
+  echo "note: /dev/fuse is missing or not usable here, so no FUSE mount this time" >&2
+  echo "      (load the fuse module or install fuse3; the socket works without it)" >&2
+fi
+"$ZFILED" --device "emu:$DEV" --name default --socket "$SOCK" "${MOUNT_ARGS[@]}" --foreground &
 ZFILED_PID=$!
 # Ctrl-C reaches zfiled too (same process group); SIGTERM to this script is
 # passed on. Either way zfiled writes back, closes its zones and exits 0.
 trap 'kill -TERM $ZFILED_PID 2>/dev/null || true' TERM
+mounted() { [ ${#MOUNT_ARGS[@]} -eq 0 ] || grep -qF " $MNT fuse" /proc/self/mounts; }
 for _ in $(seq 1 100); do
-  [ -S "$SOCK" ] && break
+  [ -S "$SOCK" ] && mounted && break
   kill -0 $ZFILED_PID 2>/dev/null || break
   sleep 0.1
 done
-if [ ! -S "$SOCK" ]; then
+if [ ! -S "$SOCK" ] || ! mounted; then
   echo "zfiled did not start (see its messages above)" >&2
+  kill -TERM $ZFILED_PID 2>/dev/null || true
   wait $ZFILED_PID || true
   exit 1
 fi
@@ -54,16 +66,35 @@ fi
 echo
 echo "zfiled serves emu:$DEV as volume 'default' on $SOCK. Through it:"
 "$ZFILE" ls --socket "$SOCK" -l
-cat <<EOT
+if [ ${#MOUNT_ARGS[@]} -gt 0 ]; then
+  cat <<EOT
+
+The volume is also mounted on $MNT, as zonefs would show it:
+$(ls -l "$MNT")
 
 Try, in another shell, while it runs:
+  ls -li $MNT/seq | head -4                                # a file per zone
+  dd if=/dev/urandom of=$MNT/seq/0 bs=1M count=8 oflag=direct  # appends
+  stat -c '%n %s bytes' $MNT/seq/0                         # size = write pointer
+  dd if=/dev/zero of=$MNT/seq/0 bs=4k count=1 seek=1 conv=notrunc  # not at the
+                                                   # write pointer: Invalid argument
+  truncate -s 0 $MNT/seq/0                                 # resets the zone
+  printf hello | dd of=$MNT/cnv/0 conv=notrunc status=none  # conventional files are
+  head -c 5 $MNT/cnv/0; echo                               # written in place
+  fio --name=t --filename=$MNT/cnv/0 --direct=1 --rw=randrw --bs=4k --size=16M \\
+      --verify=crc32c
+EOT
+fi
+cat <<EOT
+
+And with the zfile tool (or programs linking libzfile, which open
+"unix:$SOCK?volume=default"):
   $ZFILE ls --socket $SOCK seq -l                 # the sequential files
   echo hello | $ZFILE write --socket $SOCK cnv/0  # write through the daemon
   $ZFILE cat --socket $SOCK cnv/0 | head -c 6
   $ZFILE stats --socket $SOCK                     # the volume's counters
   $ZFILE --help
-Programs link libzfile and open "unix:$SOCK?volume=default".
-Ctrl-C stops zfiled cleanly.
+Ctrl-C stops zfiled cleanly (it unmounts $MNT first).
 EOT
 
 if [ -n "$RUN_FOR" ]; then
