@@ -726,14 +726,26 @@ bool FuseFsxTest::OpTruncate(File& f) {
     }
     if (size == 0 || size == f.capacity) want_err = 0;
   }
-  const int fd = Chance(50) ? f.buf : f.direct;
-  std::string what = f.rel + " ftruncate " + std::to_string(size);
+  // ftruncate, truncate(2) by name (a SETATTR without a file handle), or
+  // for size 0 an open with O_TRUNC.
+  const unsigned how = static_cast<unsigned>(Rand(size == 0 ? 3 : 2));
+  static const char* kHow[] = {"ftruncate", "truncate", "open O_TRUNC"};
+  std::string what = f.rel + " " + kHow[how] + " " + std::to_string(size);
   Note(what);
-  counts_[std::string(f.seq ? "seq " : "cnv ") + "ftruncate" +
+  counts_[std::string(f.seq ? "seq " : "cnv ") + kHow[how] +
           (want_err != 0 ? " (EPERM)"
            : size == 0   ? " reset"
                          : " finish")]++;
-  const int r = ftruncate(fd, static_cast<off_t>(size));
+  const std::string path = mnt_ + "/" + f.rel;
+  int r;
+  if (how == 0) {
+    r = ftruncate(Chance(50) ? f.buf : f.direct, static_cast<off_t>(size));
+  } else if (how == 1) {
+    r = truncate(path.c_str(), static_cast<off_t>(size));
+  } else {
+    r = ::open(path.c_str(), O_WRONLY | O_TRUNC);
+    if (r >= 0) r = close(r);
+  }
   const int err = errno;
   if (!Expect(what, r, err, 0, want_err)) return false;
   if (want_err == 0) {
