@@ -879,9 +879,19 @@ bool FuseFsxTest::OpStat(File& f) {
     return Fail("stat " + path + ": st_size " + std::to_string(st.st_size) + ", expected " +
                 std::to_string(f.size));
   }
-  if (!S_ISREG(st.st_mode) || st.st_blksize != static_cast<blksize_t>(kBlock)) {
-    return Fail("stat " + path + ": mode " + std::to_string(st.st_mode) + " blksize " +
-                std::to_string(st.st_blksize));
+  // mkfs's defaults (SPEC 4: 0640, root's); st_blocks counts the size in
+  // 512-byte units, as zfile_stat's blocks.
+  const uint64_t blocks = (f.size + 511) / 512;
+  if (st.st_mode != (S_IFREG | 0640) || st.st_uid != 0 || st.st_gid != 0 ||
+      st.st_blksize != static_cast<blksize_t>(kBlock) ||
+      static_cast<uint64_t>(st.st_blocks) != blocks) {
+    char b[160];
+    std::snprintf(b, sizeof(b),
+                  ": mode 0%o uid %u gid %u blksize %ld blocks %lld; expected 0%o 0 0 %llu %llu",
+                  st.st_mode, st.st_uid, st.st_gid, static_cast<long>(st.st_blksize),
+                  static_cast<long long>(st.st_blocks), S_IFREG | 0640,
+                  static_cast<unsigned long long>(kBlock), static_cast<unsigned long long>(blocks));
+    return Fail("stat " + path + b);
   }
   return CheckSize(f, "fstat");
 }
