@@ -10,6 +10,7 @@
 //
 //   ZFILE_FSX_SEED=N  replays a run (the seed is printed either way)
 //   ZFILE_FSX_OPS=N   operations (default kDefaultOps)
+//   ZFILE_FSX_TIMEOUT=S  seconds before zfiled is killed as hung (240)
 //
 // Skipped, saying why, where FUSE cannot be used (/dev/fuse missing or not
 // usable, or no permission to mount); any other mount failure fails.
@@ -1017,7 +1018,9 @@ TEST_F(FuseFsxTest, RandomOpsMatchTheModel) {
               static_cast<unsigned long long>(seed_), static_cast<unsigned long long>(ops),
               static_cast<unsigned long long>(seed_), static_cast<unsigned long long>(ops));
   RecordProperty("seed", std::to_string(seed_));
-  StartWatchdog(std::chrono::seconds(EnvU64("ZFILE_FSX_TIMEOUT", 600)));
+  // Before ctest's TIMEOUT (300 s), so that a hang is reported with the op
+  // log rather than by a kill.
+  StartWatchdog(std::chrono::seconds(EnvU64("ZFILE_FSX_TIMEOUT", 240)));
   const auto start = std::chrono::steady_clock::now();
   const bool ok = Run(ops);
   const double secs =
