@@ -8,9 +8,18 @@
 // mount by a libzfile client of the same daemon. Every read is checked
 // against an in-memory model, byte for byte.
 //
-//   ZFILE_FSX_SEED=N  replays a run (the seed is printed either way)
+//   ZFILE_FSX_SEED=N  replays a run; =random draws one (printed either
+//                     way); the default, kDefaultSeed, keeps CI runs the
+//                     same from one run to the next
 //   ZFILE_FSX_OPS=N   operations (default kDefaultOps)
+//   ZFILE_FSX_BUDGET=S  seconds of random operations (default 120, at most
+//                     half the timeout); then the run stops early, saying
+//                     after how many operations, and the final checks run
 //   ZFILE_FSX_TIMEOUT=S  seconds before zfiled is killed as hung (240)
+// A value that is not a number (or is 0, except for the seed) is an error.
+//
+// Files are made the caller's (mkfs uid and gid), so that a user who may
+// mount FUSE (fusermount3) can run it too.
 //
 // Skipped, saying why, where FUSE cannot be used (/dev/fuse missing or not
 // usable, or no permission to mount); any other mount failure fails.
@@ -45,6 +54,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/status.h"
 #include "base/uri.h"
 #include "device/emu_backend.h"
 #include "device/emulated_geometry.h"
@@ -65,7 +75,10 @@ constexpr uint64_t kSeqCapacity = 6 << 20;
 constexpr uint64_t kBlock = 4096;
 constexpr uint64_t kPage = 4096;
 constexpr char kVolume[] = "fsx";
-constexpr int kDefaultOps = 12000;
+constexpr uint64_t kDefaultOps = 12000;
+constexpr uint64_t kDefaultSeed = 20261121;
+constexpr uint64_t kDefaultBudget = 120;
+constexpr uint64_t kDefaultTimeout = 240;
 constexpr size_t kLogOps = 50;
 // The largest write or read the test makes.
 constexpr size_t kMaxIo = 3 << 20;
@@ -74,8 +87,16 @@ constexpr size_t kScratch = kZoneSize + kPage;
 // A buffered write from a buffer that is not page-aligned: the kernel cuts
 // it where its page vector fills (256 pages), so a larger one reaches the
 // daemon in pieces that are not block multiples, which a sequential file
-// refuses (a known bug, fixed elsewhere). Below that, one request.
+// refuses (a known bug, fixed elsewhere; the DISABLED_ test
+// UnalignedBufferedSeqWriteOver1MiB below fails until then: lift this cap
+// when it passes). Below that, one request.
 constexpr size_t kMaxSeqUnalignedWrite = (1 << 20) - kPage;
+// The kernel sends an O_DIRECT read larger than this to zfiled in pieces of
+// this size, and when a later piece is refused (its unaligned tail: EINVAL)
+// the call returns the short count of the pieces before it, where zonefs
+// would return EINVAL (README, deviations). Reads of a length that is not
+// whole blocks stay within one piece.
+constexpr size_t kFuseMaxRequest = 1 << 20;
 // How long a mapped view may lag behind a change made by the libzfile
 // client: the daemon tells the kernel to drop its pages asynchronously
 // (FUSE notify_inval_inode from a notifier thread), so the mapping is
@@ -134,10 +155,20 @@ std::string Errno(int err) {
   return std::string(strerrordesc_np(err)) + " (" + strerrorname_np(err) + ")";
 }
 
-uint64_t EnvU64(const char* name, uint64_t fallback) {
+// The environment variable `name` as a number (decimal, or 0x hex), or
+// `fallback` when it is unset or empty; an error in words for anything else,
+// and for 0 unless `zero_ok`.
+Result<uint64_t> EnvU64(const char* name, uint64_t fallback, bool zero_ok = false) {
   const char* v = std::getenv(name);
   if (v == nullptr || v[0] == '\0') return fallback;
-  return std::strtoull(v, nullptr, 0);
+  errno = 0;
+  char* end = nullptr;
+  const uint64_t n = std::strtoull(v, &end, 0);
+  if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno == ERANGE) {
+    return Status(EINVAL, std::string(name) + "=\"" + v + "\" is not a number");
+  }
+  if (n == 0 && !zero_ok) return Status(EINVAL, std::string(name) + "=0: must be at least 1");
+  return n;
 }
 
 bool Mounted(const std::string& dir) {
@@ -234,6 +265,12 @@ class FuseFsxTest : public ::testing::Test {
   uint64_t op_ = 0;
   bool shared_maps_ = true;
   std::map<std::string, uint64_t> counts_;
+  // Who owns the files (mkfs gives them the caller's ids).
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+  // When the random operations stop, if they have not all run.
+  std::chrono::steady_clock::time_point budget_end_ = std::chrono::steady_clock::time_point::max();
+  bool budget_ran_out_ = false;
   uint64_t map_retries_ = 0;
   uint64_t map_sigbus_ = 0;  // SIGBUS after a client change, retried
   std::chrono::milliseconds map_wait_max_{0};
@@ -277,7 +314,14 @@ void FuseFsxTest::SetUp() {
   {
     auto dev = OpenDevice(dev_);
     ASSERT_TRUE(dev.ok()) << dev.status().ToString();
-    s = Mkfs(dev->get(), MkfsOptions{});
+    // The caller's files: the mount checks permissions (default_permissions)
+    // and so does zfiled for its libzfile clients.
+    uid_ = geteuid();
+    gid_ = getegid();
+    MkfsOptions mo;
+    mo.uid = uid_;
+    mo.gid = gid_;
+    s = Mkfs(dev->get(), mo);
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   ZfiledProcess::Options o;
@@ -321,7 +365,11 @@ void FuseFsxTest::TearDown() {
       EXPECT_EQ(rc, 0) << "could not detach " << mnt_;
     }
   }
-  if (!dir_.empty() && !Mounted(mnt_)) std::filesystem::remove_all(dir_);
+  if (!dir_.empty() && !Mounted(mnt_)) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+    EXPECT_FALSE(ec) << "removing " << dir_ << ": " << ec.message();
+  }
 }
 
 void FuseFsxTest::StartWatchdog(std::chrono::seconds limit) {
@@ -612,18 +660,35 @@ bool FuseFsxTest::OpRead(File& f) {
   uint64_t off = Rand(f.capacity + kBlock);
   if (f.seq && f.size > 0 && Chance(50)) off = Rand(f.size);
   uint64_t len = Length(kMaxIo);
+  bool odd_len = false;
   if (direct) {
     off = off / kBlock * kBlock;
     len = std::max<uint64_t>(len / kBlock, 1) * kBlock;
+    // A length that is not whole blocks: zonefs clips a read at the size
+    // before it judges the alignment, so one across the end that clips to
+    // whole blocks is read, one at or past it returns 0, others are EINVAL.
+    if (Chance(20)) {
+      odd_len = true;
+      len = std::min<uint64_t>(len, kFuseMaxRequest) - 1 - Rand(kBlock - 1);
+      if (f.size > 0 && Chance(50)) {
+        off = (f.size - 1 - Rand(std::min<uint64_t>(f.size, len))) / kBlock * kBlock;
+      }
+    }
   }
   const size_t misalign = direct ? 0 : Rand(kPage);
   uint8_t* dst = Scratch(misalign);
   std::memset(dst, 0xa5, len);
+  const uint64_t want = off >= f.size ? 0 : std::min(len, f.size - off);
+  const int want_err = direct && want % kBlock != 0 ? EINVAL : 0;
   static const char* kModes[] = {"pread", "pread O_DIRECT", "preadv"};
   std::string what = f.rel + " " + kModes[mode] + " off=" + std::to_string(off) +
                      " len=" + std::to_string(len) + " buf+" + std::to_string(misalign);
   Note(what);
-  counts_[std::string(f.seq ? "seq " : "cnv ") + kModes[mode]]++;
+  counts_[std::string(f.seq ? "seq " : "cnv ") + kModes[mode] +
+          (!odd_len        ? ""
+           : want_err != 0 ? " partial-block length (EINVAL)"
+           : want == 0     ? " partial-block length at or past the end"
+                           : " partial-block length clipped at the end")]++;
   ssize_t r;
   if (mode == 2) {
     iovec iov[2];
@@ -635,9 +700,16 @@ bool FuseFsxTest::OpRead(File& f) {
     r = pread(direct ? f.direct : f.rd, dst, len, off);
   }
   const int err = errno;
-  const uint64_t want = off >= f.size ? 0 : std::min(len, f.size - off);
-  if (!Expect(what, r, err, want, 0)) return false;
-  return CheckData(f, what, dst, off, want);
+  if (!Expect(what, r, err, want, want_err)) return false;
+  // Nothing past what the read returned was written.
+  const uint64_t done = want_err != 0 ? 0 : want;
+  for (uint64_t i = done; i < len; ++i) {
+    if (dst[i] != 0xa5) {
+      return Fail(what + ": returned " + std::to_string(done) + " but changed byte " +
+                  std::to_string(i) + " of the buffer");
+    }
+  }
+  return want_err != 0 || CheckData(f, what, dst, off, want);
 }
 
 bool FuseFsxTest::OpMapRead(File& f, bool whole) {
@@ -673,6 +745,7 @@ bool FuseFsxTest::OpMapRead(File& f, bool whole) {
       map_sigbus_++;
       Note(f.rel + " SIGBUS in the mapping at file offset " +
            std::to_string(static_cast<const uint8_t*>(g_bus_addr) - f.map) + ", retrying");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
       continue;
     }
     if (std::memcmp(dst, f.data.data() + off, len) == 0) {
@@ -763,6 +836,9 @@ bool FuseFsxTest::OpBadWrite(File& f) {
   int fd = f.buf, want_err = EINVAL;
   std::string kind;
   bool read = false;
+  // Read back what the write aimed at (a refused cnv O_APPEND write aims
+  // at the end, where there is nothing to read back).
+  bool read_back = true;
   const unsigned k = static_cast<unsigned>(Rand(f.seq ? 5 : 4));
   if (!f.seq) {
     switch (k) {
@@ -778,6 +854,7 @@ bool FuseFsxTest::OpBadWrite(File& f) {
         len = Length(65536);
         fd = f.append;
         want_err = EINVAL;
+        read_back = false;
         kind = "write O_APPEND";
         break;
       case 2:  // misaligned offset or length
@@ -823,7 +900,10 @@ bool FuseFsxTest::OpBadWrite(File& f) {
         if (off % kBlock == 0) off += 1;
         fd = f.direct;
         read = true;
-        kind = "unaligned O_DIRECT read";
+        // Clipped at the size first (zonefs_file_read_iter): at or past
+        // the end it returns 0, not EINVAL.
+        if (off >= wp) want_err = 0;
+        kind = want_err != 0 ? "unaligned O_DIRECT read" : "unaligned O_DIRECT read past the end";
         break;
       default:  // past capacity
         off = f.capacity + kBlock * Rand(4);
@@ -837,7 +917,8 @@ bool FuseFsxTest::OpBadWrite(File& f) {
   std::string what = f.rel + " " + kind + " off=" + std::to_string(off) +
                      " len=" + std::to_string(len) + (fd == f.direct ? " O_DIRECT" : "");
   Note(what);
-  counts_[std::string(f.seq ? "seq " : "cnv ") + kind + " (" + strerrorname_np(want_err) + ")"]++;
+  counts_[std::string(f.seq ? "seq " : "cnv ") + kind + " (" +
+          (want_err != 0 ? strerrorname_np(want_err) : "0") + ")"]++;
   ssize_t r;
   if (read) {
     r = pread(fd, p, len, off);
@@ -849,7 +930,7 @@ bool FuseFsxTest::OpBadWrite(File& f) {
   if (!Expect(what, r, err, 0, want_err)) return false;
   // Nothing changed: the size, and what is where the write was aimed.
   if (!CheckSize(f, what)) return false;
-  if (read || off >= f.size) return true;
+  if (read || !read_back || off >= f.size) return true;
   uint8_t* dst = Scratch(0);
   const uint64_t n = std::min(len, f.size - off);
   const ssize_t back = pread(f.rd, dst, n, off);
@@ -880,17 +961,17 @@ bool FuseFsxTest::OpStat(File& f) {
     return Fail("stat " + path + ": st_size " + std::to_string(st.st_size) + ", expected " +
                 std::to_string(f.size));
   }
-  // mkfs's defaults (SPEC 4: 0640, root's); st_blocks counts the size in
-  // 512-byte units, as zfile_stat's blocks.
+  // mkfs's default mode (SPEC 4: 0640) and the ids SetUp gave it;
+  // st_blocks counts the size in 512-byte units, as zfile_stat's blocks.
   const uint64_t blocks = (f.size + 511) / 512;
-  if (st.st_mode != (S_IFREG | 0640) || st.st_uid != 0 || st.st_gid != 0 ||
+  if (st.st_mode != (S_IFREG | 0640) || st.st_uid != uid_ || st.st_gid != gid_ ||
       st.st_blksize != static_cast<blksize_t>(kBlock) ||
       static_cast<uint64_t>(st.st_blocks) != blocks) {
     char b[160];
     std::snprintf(b, sizeof(b),
-                  ": mode 0%o uid %u gid %u blksize %ld blocks %lld; expected 0%o 0 0 %llu %llu",
+                  ": mode 0%o uid %u gid %u blksize %ld blocks %lld; expected 0%o %u %u %llu %llu",
                   st.st_mode, st.st_uid, st.st_gid, static_cast<long>(st.st_blksize),
-                  static_cast<long long>(st.st_blocks), S_IFREG | 0640,
+                  static_cast<long long>(st.st_blocks), S_IFREG | 0640, uid_, gid_,
                   static_cast<unsigned long long>(kBlock), static_cast<unsigned long long>(blocks));
     return Fail("stat " + path + b);
   }
@@ -969,6 +1050,10 @@ bool FuseFsxTest::Run(uint64_t ops) {
   }
 
   for (op_ = 0; op_ < ops; ++op_) {
+    if (std::chrono::steady_clock::now() >= budget_end_) {
+      budget_ran_out_ = true;
+      break;
+    }
     File& f = files_[Rand(3)];
     const unsigned k = static_cast<unsigned>(Rand(100));
     bool ok;
@@ -992,8 +1077,9 @@ bool FuseFsxTest::Run(uint64_t ops) {
     if (!ok) return false;
   }
   // The end state, all of it, through every path.
+  const uint64_t ran = op_;
   for (File& f : files_) {
-    op_ = ops;
+    op_ = ran;
     Note(f.rel + " final full-file checks");
     if (!CheckSize(f, "final")) return false;
     uint8_t* dst = Scratch(0);
@@ -1006,12 +1092,32 @@ bool FuseFsxTest::Run(uint64_t ops) {
     }
     if (!OpMapRead(f, true)) return false;
   }
+  op_ = ran;
   return true;
 }
 
 TEST_F(FuseFsxTest, RandomOpsMatchTheModel) {
-  seed_ = EnvU64("ZFILE_FSX_SEED", std::random_device{}());
-  const uint64_t ops = EnvU64("ZFILE_FSX_OPS", kDefaultOps);
+  // A fixed seed by default: a CI run passes or fails by the commit, not by
+  // luck. ZFILE_FSX_SEED=random explores.
+  const char* seed_env = std::getenv("ZFILE_FSX_SEED");
+  if (seed_env != nullptr && std::string(seed_env) == "random") {
+    seed_ = std::random_device{}();
+  } else {
+    auto seed = EnvU64("ZFILE_FSX_SEED", kDefaultSeed, /*zero_ok=*/true);
+    ASSERT_TRUE(seed.ok()) << seed.status().ToString() << " (or \"random\")";
+    seed_ = *seed;
+  }
+  auto ops_env = EnvU64("ZFILE_FSX_OPS", kDefaultOps);
+  ASSERT_TRUE(ops_env.ok()) << ops_env.status().ToString();
+  auto timeout = EnvU64("ZFILE_FSX_TIMEOUT", kDefaultTimeout);
+  ASSERT_TRUE(timeout.ok()) << timeout.status().ToString();
+  // By default, at most half the watchdog's time: the rest is for the
+  // final checks.
+  auto budget = EnvU64("ZFILE_FSX_BUDGET", std::clamp<uint64_t>(*timeout / 2, 1, kDefaultBudget));
+  ASSERT_TRUE(budget.ok()) << budget.status().ToString();
+  ASSERT_LT(*budget, *timeout) << "ZFILE_FSX_BUDGET must be below ZFILE_FSX_TIMEOUT, or the "
+                                  "watchdog kills zfiled before the final checks";
+  const uint64_t ops = *ops_env;
   rng_.seed(seed_);
   data_state_ = seed_ * 0x2545f4914f6cdd1dull + 1;
   std::printf("fsx: seed %llu, %llu ops (replay: ZFILE_FSX_SEED=%llu ZFILE_FSX_OPS=%llu)\n",
@@ -1020,15 +1126,26 @@ TEST_F(FuseFsxTest, RandomOpsMatchTheModel) {
   RecordProperty("seed", std::to_string(seed_));
   // Before ctest's TIMEOUT (300 s), so that a hang is reported with the op
   // log rather than by a kill.
-  StartWatchdog(std::chrono::seconds(EnvU64("ZFILE_FSX_TIMEOUT", 240)));
+  StartWatchdog(std::chrono::seconds(*timeout));
   const auto start = std::chrono::steady_clock::now();
+  // A slow but healthy run (a sanitizer build on a loaded machine) stops
+  // early rather than being taken for a hang.
+  budget_end_ = start + std::chrono::seconds(*budget);
   const bool ok = Run(ops);
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("fsx: %s after %llu ops in %.1f s (seed %llu); mappings %s\n",
-              ok ? "passed" : "FAILED", static_cast<unsigned long long>(op_), secs,
-              static_cast<unsigned long long>(seed_),
+  std::printf("fsx: %s after %llu of %llu ops in %.1f s (seed %llu); mappings %s\n",
+              ok ? "passed" : "FAILED", static_cast<unsigned long long>(op_),
+              static_cast<unsigned long long>(ops), secs, static_cast<unsigned long long>(seed_),
               shared_maps_ ? "MAP_SHARED" : "MAP_PRIVATE (fallback)");
+  if (budget_ran_out_) {
+    std::printf(
+        "fsx: the time budget (ZFILE_FSX_BUDGET=%llu s) ran out after %llu of %llu ops; "
+        "the final checks ran\n",
+        static_cast<unsigned long long>(*budget), static_cast<unsigned long long>(op_),
+        static_cast<unsigned long long>(ops));
+    RecordProperty("budget_ran_out_after_ops", std::to_string(op_));
+  }
   std::printf(
       "fsx: mapped reads retried %llu times after client changes (longest wait %lld ms), %llu of "
       "them after a SIGBUS\n",
@@ -1038,6 +1155,29 @@ TEST_F(FuseFsxTest, RandomOpsMatchTheModel) {
     std::printf("fsx:   %6llu %s\n", static_cast<unsigned long long>(n), name.c_str());
   }
   if (!ok) std::printf("fsx: zfiled log:\n%s\n", zfiled_.Log().c_str());
+}
+
+// Fails today (the known bug behind kMaxSeqUnalignedWrite): a buffered
+// write at the write pointer of a sequential file from a buffer that is not
+// page-aligned, larger than the kernel's 256-page vector, reaches zfiled in
+// pieces that are not whole blocks, which the sequential file refuses.
+// When this passes, lift kMaxSeqUnalignedWrite and enable it.
+TEST_F(FuseFsxTest, DISABLED_UnalignedBufferedSeqWriteOver1MiB) {
+  constexpr size_t kLen = 2 << 20;
+  const std::string path = mnt_ + "/seq/0";
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << path << ": " << Errno(errno);
+  uint8_t* src = Buffer(1);
+  Fill(src, kLen);
+  const ssize_t n = pwrite(fd, src, kLen, 0);
+  const int err = errno;
+  EXPECT_EQ(n, static_cast<ssize_t>(kLen)) << (n < 0 ? Errno(err) : "short write");
+  uint8_t* dst = Scratch(0);
+  if (n > 0) {
+    EXPECT_EQ(pread(fd, dst, n, 0), n);
+    EXPECT_EQ(std::memcmp(dst, src, n), 0) << "what was written reads back differently";
+  }
+  close(fd);
 }
 
 // SPEC 4: a buffered O_SYNC/O_DSYNC/RWF_DSYNC write returns once the device
