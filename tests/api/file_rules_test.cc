@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -177,6 +178,33 @@ TEST_P(FileRules, DirectIoMustBeAligned) {
   FillPattern(buf.get() + 1, kBlock, 0, 3);
   EXPECT_EQ(zfile_pwrite(f, buf.get() + 1, kBlock, 0), ssize_t(kBlock));
   EXPECT_EQ(ExpectPattern(f, 0, kBlock, 3), ssize_t(kBlock));
+}
+
+// SPEC 4 "as kernel zonefs": zonefs_file_read_iter returns 0 at or past the
+// end and clips a read across it before it judges a direct read's alignment.
+TEST_P(FileRules, DirectReadsAreClippedBeforeTheAlignmentCheck) {
+  zfile_file* f = Open("seq/0", O_RDWR | O_DIRECT);
+  auto buf = MakeBuf(4 * kBlock);
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock, 1), 0);  // empty file
+  ASSERT_EQ(WritePattern(f, 0, 2 * kBlock, 1), ssize_t(2 * kBlock));
+  // At or past the end: 0, however unaligned.
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock, 2 * kBlock + 1), 0);
+  EXPECT_EQ(zfile_pread(f, buf.get(), 100, 2 * kBlock), 0);
+  EXPECT_EQ(zfile_pread(f, buf.get(), 100, 3 * kBlock + 7), 0);
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock, kZoneCap + 1), 0);
+  // Across the end: an unaligned length clipped to whole blocks is read.
+  std::memset(buf.get(), 0, 4 * kBlock);
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock + 1, kBlock), ssize_t(kBlock));
+  EXPECT_EQ(CheckPattern(buf.get(), kBlock, kBlock, 1), -1);
+  // Below the end, still EINVAL.
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock, 1), -EINVAL);
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock, 2 * kBlock - 1), -EINVAL);
+  EXPECT_EQ(zfile_pread(f, buf.get(), kBlock + 1, 0), -EINVAL);
+  EXPECT_EQ(zfile_pread(f, buf.get(), 3 * kBlock, 1), -EINVAL);  // clipped, still unaligned
+  zfile_file* c = Open("cnv/1", O_RDONLY | O_DIRECT);
+  EXPECT_EQ(zfile_pread(c, buf.get(), kBlock, kZoneSize + 1), 0);
+  EXPECT_EQ(zfile_pread(c, buf.get(), 2 * kBlock + 3, kZoneSize - kBlock), ssize_t(kBlock));
+  EXPECT_EQ(zfile_pread(c, buf.get(), kBlock, kZoneSize - 1), -EINVAL);
 }
 
 // ---- Section 4: conventional files ----

@@ -135,16 +135,23 @@ Status FileInode::CheckWritable() const {
 
 Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags flags) {
   if (health() == FileHealth::kOffline) return Status(EPERM, path_ + ": zone is offline");
-  if (flags.direct && (offset % block_size_ != 0 || len % block_size_ != 0)) {
-    return Status(EINVAL, path_ + ": direct read at " + std::to_string(offset) + " of " +
-                              std::to_string(len) + " bytes is not aligned to the " +
-                              std::to_string(block_size_) + "-byte block size");
-  }
   ZF_ASSIGN_OR_RETURN(LockHold hold,
                       LockIo(flags.direct ? LockState::kDirect : LockState::kBuffered, flags));
+  // As zonefs_file_read_iter: a read at or past the end returns 0 and one
+  // across it is clipped there, and only then is a direct read's alignment
+  // judged (so an unaligned direct read past the end is not EINVAL).
   const uint64_t size = size_.load();
-  if (offset >= size || len == 0) return size_t{0};
+  if (offset >= size) return size_t{0};
+  const size_t asked = len;
   len = static_cast<size_t>(std::min<uint64_t>(len, size - offset));
+  if (flags.direct && (offset % block_size_ != 0 || len % block_size_ != 0)) {
+    return Status(EINVAL, path_ + ": direct read at " + std::to_string(offset) + " of " +
+                              std::to_string(asked) + " bytes" +
+                              (len != asked ? " (" + std::to_string(len) + " up to the end)" : "") +
+                              " is not aligned to the " + std::to_string(block_size_) +
+                              "-byte block size");
+  }
+  if (len == 0) return size_t{0};
   VolumeStats& stats = vol_->stats();
   if (!flags.direct) {
     if (flags.nowait && !cache_->Cached(offset, len)) {
@@ -161,7 +168,6 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
   }
   // Direct reads see dirty cached data: write it back first.
   if (!sequential()) ZF_RETURN_IF_ERROR(cache_->WriteBack(offset, len));
-  // Sizes are block multiples, so the clipped length still is.
   auto r = DeviceRead(offset, buf, len);
   if (!r.ok()) {
     std::unique_lock<std::mutex> lock(write_mu_);
