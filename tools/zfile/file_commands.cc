@@ -108,8 +108,6 @@ void AddDaemonOptions(CLI::App* cmd, VolumeTarget* target, CLI::Option* device_o
   });
 }
 
-namespace {
-
 void AddVolumeOptions(CLI::App* cmd, VolumeTarget* target) {
   CLI::Option* device =
       cmd->add_option("--device,-d", target->device,
@@ -166,6 +164,8 @@ Status CloseAll(zapi::File* file, zapi::Vol* vol) {
   if (status.ok()) status = Check(ret);
   return status;
 }
+
+namespace {
 
 // --stats on the commands that do I/O: a mount made for one command starts
 // its counters at zero and loses them at exit, so `zfile stats` in a later
