@@ -67,7 +67,8 @@ for tool in fio python3; do
   fi
 done
 if [[ ! -c /dev/fuse || ! -r /dev/fuse || ! -w /dev/fuse ]]; then
-  echo "fuse_bench: SKIP: /dev/fuse is missing or not usable (load the fuse module, install fuse3)" >&2
+  echo "fuse_bench: SKIP: /dev/fuse is missing or not usable" \
+    "(load the fuse module, install fuse3)" >&2
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]] && ! command -v fusermount3 >/dev/null; then
@@ -145,7 +146,8 @@ zf() {
 
 # seq_size TARGET...: seq/0's size, to check that a write run wrote the zone.
 seq_size() {
-  "$ZFILE" stat seq/0 --json "$@" | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'
+  "$ZFILE" stat seq/0 --json "$@" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["size"])'
 }
 
 # record WORKLOAD PATH REP JSON_FILE: one line of $RUNS, from fio's JSON

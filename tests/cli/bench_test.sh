@@ -34,7 +34,8 @@ eq "seq/0 grew by 4 MiB" "$(size seq/0)" $((4 * MiB))
 
 ok "bench write seq/0 --json (appends at the write pointer)" bench --file seq/0 --rw write \
   --bs 512K --size 2M --direct --json "${V[@]}"
-eq "json ops, bytes, bs, rw, direct" "$(jqv '[.ops, .bytes, .bs, .rw, .direct, .queue_depth] | join(" ")')" \
+eq "json ops, bytes, bs, rw, direct" \
+  "$(jqv '[.ops, .bytes, .bs, .rw, .direct, .queue_depth] | join(" ")')" \
   "4 $((2 * MiB)) 524288 write true 1"
 eq "json latency count fields" "$(jqv '.lat_ns | keys | join(" ")')" "max mean min p50 p99"
 eq "json rates are numbers" "$(jqv '[.bw_bytes, .iops, .elapsed_ns] | map(type) | join(" ")')" \
@@ -73,7 +74,8 @@ eq "a conventional file keeps its size" "$(size cnv/0)" $((16 * MiB))
 
 # --- bad input: refused in words, nothing changed -------------------------------------
 
-fails "bs not a multiple of the block size with --direct" 1 "not a multiple of the 4096-byte block size" \
+fails "bs not a multiple of the block size with --direct" 1 \
+  "not a multiple of the 4096-byte block size" \
   bench --file seq/0 --rw write --bs 1000 --direct "${V[@]}"
 fails "bs not whole blocks on a sequential file" 1 "sequential files take whole blocks" \
   bench --file seq/0 --rw write --bs 1000 "${V[@]}"
