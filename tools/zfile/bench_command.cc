@@ -28,8 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// O_DIRECT buffers are aligned for any block size a device reports.
-constexpr size_t kBufferAlignment = 4096;
 // Latencies kept in memory up front; longer runs grow the vector as they go.
 constexpr uint64_t kLatencyReserve = uint64_t{1} << 20;
 
@@ -205,18 +203,6 @@ class BlockShuffle {
   bool started_ = false;
 };
 
-struct FreeBuffer {
-  void operator()(char* p) const { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<char, FreeBuffer>;
-
-Result<AlignedBuffer> AllocateBuffer(size_t size) {
-  void* p = nullptr;
-  const int err = posix_memalign(&p, kBufferAlignment, size);
-  if (err != 0) return Status(err, "cannot allocate a " + FormatSize(size) + " I/O buffer");
-  return AlignedBuffer(static_cast<char*>(p));
-}
-
 // Data that is not all zeroes, in case a layer below treats zeroes apart.
 void FillPattern(char* buf, size_t len, uint64_t seed) {
   uint64_t x = seed | 1;
@@ -338,12 +324,6 @@ void PrintJson(const BenchOptions& opt, const std::string& path, const Results& 
   json.EndObject();
   json.EndObject();
   fmt::print("{}", json.Finish());
-}
-
-std::string NormalizePath(std::string_view path) {
-  while (!path.empty() && path.front() == '/') path.remove_prefix(1);
-  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  return std::string(path);
 }
 
 Status RunBench(const BenchOptions& opt) {

@@ -10,7 +10,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 #include "tools/zfile/command.h"
@@ -62,6 +66,20 @@ Result<api::File> OpenFile(api::Vol& vol, const std::string& path, int flags);
 // Closes the file (if any), then the volume, explicitly: closing the volume
 // writes back dirty data and can fail, which the destructors would hide.
 Status CloseAll(api::File* file, api::Vol* vol);
+
+// "seq/3" from "/seq/3/", so paths print as the API names them.
+std::string NormalizePath(std::string_view path);
+
+// I/O buffers are aligned for O_DIRECT whatever the device's block size.
+inline constexpr size_t kBufferAlignment = 4096;
+
+struct FreeBuffer {
+  void operator()(char* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<char, FreeBuffer>;
+
+// `size` bytes aligned to kBufferAlignment, or an error in words.
+Result<AlignedBuffer> AllocateBuffer(size_t size);
 
 // `zfile info --device URI` or `--volume NAME`: the volume (files, sizes,
 // zone limits and use, label, UUID), mounted in this process for the command
