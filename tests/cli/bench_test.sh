@@ -40,6 +40,9 @@ eq "json ops, bytes, bs, rw, direct" \
 eq "json latency count fields" "$(jqv '.lat_ns | keys | join(" ")')" "max mean min p50 p99"
 eq "json rates are numbers" "$(jqv '[.bw_bytes, .iops, .elapsed_ns] | map(type) | join(" ")')" \
   "number number number"
+eq "latencies in order: min <= p50 <= p99 <= max, mean within" \
+  "$(jqv '.lat_ns | .min <= .p50 and .p50 <= .p99 and .p99 <= .max and .min <= .mean and
+    .mean <= .max and .min > 0')" true
 eq "seq/0 grew by 2 MiB more" "$(size seq/0)" $((6 * MiB))
 
 run_to "$TMP/seq0" cat seq/0 "${V[@]}"
@@ -55,6 +58,21 @@ eq "seq/2 holds 64 KiB after the volume closed" "$(size seq/2)" 65536
 
 # --- reads and conventional files -----------------------------------------------------
 
+# Every block once: randwrite over the first 250 blocks of the fresh
+# (all-zero) cnv/0, 250 not a power of two so that the shuffle has values to
+# skip. Every block written holds the same pattern; a block written twice
+# means another was missed, which stays zero.
+ok "bench randwrite cnv/0 --size 1000K (each block once)" bench --file cnv/0 --rw randwrite \
+  --bs 4K --size 1000K --direct --json "${V[@]}"
+eq "randwrite did 250 I/Os" "$(jqv .ops)" 250
+run_to "$TMP/cnv0" cat cnv/0 "${V[@]}"
+eq "blocks 0-249 all hold the pattern, blocks 250-511 are still zero" "$(python3 -c '
+import sys
+d = open(sys.argv[1], "rb").read(2 << 20)
+b = [d[i:i + 4096] for i in range(0, len(d), 4096)]
+print(any(b[0]), sum(x == b[0] for x in b[:250]), sum(any(x) for x in b[250:]))' "$TMP/cnv0")" \
+  "True 250 0"
+
 ok "bench read seq/0 (default --size: the whole file)" bench --file seq/0 --rw read --bs 64K \
   --direct --json "${V[@]}"
 eq "read the 6 MiB written" "$(jqv '[.ops, .bytes] | join(" ")')" "96 $((6 * MiB))"
@@ -66,7 +84,8 @@ ok "bench randread past one pass" bench --file cnv/0 --rw randread --size 64K \
 eq "randread goes round the region" "$(jqv .ops)" 64
 ok "bench randread --runtime stops it" bench --file cnv/0 --rw randread --io-limit 1T \
   --runtime 0.2 --json "${V[@]}"
-eq "some I/O done before the time ran out" "$(jqv '.ops > 0 and .ops < 268435456')" true
+eq "some I/O done, and it stopped at about 0.2 s" \
+  "$(jqv '.ops > 0 and .elapsed_ns >= 200000000 and .elapsed_ns < 5000000000')" true
 ok "bench randwrite cnv/0" bench --file cnv/0 --rw randwrite --bs 4K --direct --io-limit 64K \
   --json "${V[@]}"
 eq "randwrite bytes" "$(jqv .bytes)" 65536
@@ -82,7 +101,7 @@ fails "bs not whole blocks on a sequential file" 1 "sequential files take whole 
 fails "bs 0" 1 "--bs 0" bench --file cnv/0 --bs 0 "${V[@]}"
 fails "unknown --rw" 2 "unknown workload; give write, read, randread or randwrite" \
   bench --file seq/0 --rw trim "${V[@]}"
-fails "missing file" 1 "seq/99" bench --file seq/99 --rw write "${V[@]}"
+fails "missing file" 1 "no such file 'seq/99'" bench --file seq/99 --rw write "${V[@]}"
 fails "a directory" 1 "is a directory" bench --file seq "${V[@]}"
 fails "no --file" 2 "--file" bench --rw read "${V[@]}"
 fails "no volume" 2 "which volume?" bench --file seq/0
@@ -90,12 +109,21 @@ fails "random writes to a sequential file" 1 "write pointer only" \
   bench --file seq/0 --rw randwrite "${V[@]}"
 fails "more than the zone has left" 1 "does not fit" \
   bench --file seq/0 --rw write --bs 1M --size 11M --direct "${V[@]}"
-fails "--io-limit past the zone" 1 "does not fit" \
-  bench --file seq/0 --rw write --bs 1M --size 1M --io-limit 11M "${V[@]}"
+fails "--io-limit past the zone: the room left named" 1 \
+  "does not fit: 10485760 bytes are left in the zone from the write pointer at 6291456" \
+  bench --file seq/0 --rw write --bs 1M --io-limit 11M "${V[@]}"
+fails "--io-limit past --size (the zone has room)" 1 \
+  "--io-limit 2097152 is more than --size 1048576: appends to a sequential file cannot go round" \
+  bench --file seq/0 --rw write --bs 1M --size 1M --io-limit 2M "${V[@]}"
+fails "--io-limit below --bs" 1 "seq/0: --io-limit 4096 is less than one --bs block" \
+  bench --file seq/0 --rw write --bs 1M --io-limit 4K "${V[@]}"
 fails "reading an empty file" 1 "nothing to read" bench --file seq/1 --rw read "${V[@]}"
 fails "reading past the size" 1 "more than the file's" \
   bench --file seq/0 --rw read --size 7M "${V[@]}"
 fails "negative runtime" 2 "--runtime" bench --file cnv/0 --runtime -1 "${V[@]}"
+fails "runtime past the cap (would overflow)" 2 "from 0 to 1000000" \
+  bench --file cnv/0 --runtime 1e10 "${V[@]}"
+fails "negative seed" 2 "give a whole number" bench --file cnv/0 --seed -1 "${V[@]}"
 fails "bad size" 2 "size" bench --file cnv/0 --bs 4Q "${V[@]}"
 eq "the refused jobs left seq/0 as it was" "$(size seq/0)" $((6 * MiB))
 eq "and seq/1 empty" "$(size seq/1)" 0
@@ -104,5 +132,10 @@ eq "and seq/1 empty" "$(size seq/1)" 0
 ok "fill seq/3" bench --file seq/3 --rw write --bs 1M --direct "${V[@]}"
 eq "seq/3 full" "$(size seq/3)" $((16 * MiB))
 fails "writing a full zone" 1 "zone is full" bench --file seq/3 --rw write "${V[@]}"
+
+# Without --size, --io-limit may take any of the room left in the zone.
+ok "--io-limit within the zone, no --size" bench --file seq/4 --rw write --bs 1M --io-limit 2M \
+  "${V[@]}"
+eq "seq/4 holds 2 MiB" "$(size seq/4)" $((2 * MiB))
 
 finish

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <chrono>
@@ -13,8 +14,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
 
 #include <fmt/format.h>
 
@@ -28,8 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Latencies kept in memory up front; longer runs grow the vector as they go.
-constexpr uint64_t kLatencyReserve = uint64_t{1} << 20;
+// The longest --runtime taken (11.6 days): far more than a benchmark needs,
+// and far from where nanoseconds overflow an int64 (292 years).
+constexpr double kMaxRuntimeSeconds = 1e6;
 
 enum class Rw { kWrite, kRead, kRandRead, kRandWrite };
 
@@ -144,16 +144,23 @@ Result<Plan> MakePlan(const BenchOptions& opt, const std::string& path,
   plan.ops = plan.blocks;
   if (opt.io_limit_option->count() > 0) {
     if (opt.io_limit < bs) {
-      return Status(EINVAL, fmt::format("--io-limit {} is less than one --bs block of {} bytes",
-                                        opt.io_limit, bs));
+      return Status(EINVAL, fmt::format("{}: --io-limit {} is less than one --bs block of {} "
+                                        "bytes (nothing was done)",
+                                        path, opt.io_limit, bs));
     }
     plan.ops = opt.io_limit / bs;
     // Other workloads go round the region again; appends cannot.
     if (append && plan.ops > plan.blocks) {
+      if (size_given) {
+        return Status(EFBIG, fmt::format("{}: --io-limit {} is more than --size {}: appends to a "
+                                         "sequential file cannot go round the region again "
+                                         "(nothing was done)",
+                                         path, opt.io_limit, opt.size));
+      }
       return Status(EFBIG,
                     fmt::format("{}: --io-limit {} does not fit: {} bytes are left in the zone "
                                 "from the write pointer at {} (nothing was done)",
-                                path, opt.io_limit, plan.blocks * bs, st.size));
+                                path, opt.io_limit, room, st.size));
     }
   }
   return plan;
@@ -214,27 +221,77 @@ void FillPattern(char* buf, size_t len, uint64_t seed) {
   }
 }
 
+// Latencies in a fixed-size log-linear histogram, as fio and HdrHistogram
+// keep them, so a long job needs no more memory than a short one and
+// nothing is allocated while it runs: values below 32 ns each have a bucket;
+// above, every power of two is cut into 32 equal buckets, so a percentile is
+// within 1/32 of the true value. The count, sum, min and max are exact.
+class LatencyHistogram {
+ public:
+  void Add(uint64_t ns) {
+    ++buckets_[Index(ns)];
+    ++count_;
+    sum_ += ns;
+    min_ = std::min(min_, ns);
+    max_ = std::max(max_, ns);
+  }
+
+  uint64_t count() const { return count_; }
+  uint64_t min() const { return count_ == 0 ? 0 : min_; }
+  uint64_t max() const { return max_; }
+  double Mean() const {
+    return count_ == 0 ? 0 : static_cast<double>(sum_) / static_cast<double>(count_);
+  }
+
+  // The nearest-rank percentile (0 < p <= 1): the middle of the bucket
+  // holding it, kept within [min, max] so that min <= p50 <= p99 <= max.
+  uint64_t Percentile(double p) const {
+    if (count_ == 0) return 0;
+    const uint64_t rank = std::clamp<uint64_t>(
+        static_cast<uint64_t>(std::ceil(p * static_cast<double>(count_))), 1, count_);
+    uint64_t seen = 0;
+    for (size_t i = 0; i < kBuckets; ++i) {
+      seen += buckets_[i];
+      if (seen >= rank) return std::clamp(Low(i) + (Width(i) - 1) / 2, min_, max_);
+    }
+    return max_;  // unreachable: the buckets add up to count_
+  }
+
+ private:
+  static constexpr int kSubBits = 5;
+  static constexpr uint64_t kSub = uint64_t{1} << kSubBits;
+  // Group 0 holds [0, 32) one value per bucket; group g >= 1 holds
+  // [2^(g+4), 2^(g+5)) in 32 buckets of 2^(g-1): up to 2^64 in group 59.
+  static constexpr size_t kBuckets = (64 - kSubBits + 1) * kSub;
+
+  static size_t Index(uint64_t v) {
+    if (v < kSub) return static_cast<size_t>(v);
+    const int shift = static_cast<int>(std::bit_width(v)) - 1 - kSubBits;  // >= 0
+    return static_cast<size_t>(shift + 1) * kSub + static_cast<size_t>((v >> shift) - kSub);
+  }
+  static uint64_t Low(size_t i) {
+    const size_t group = i / kSub;
+    if (group == 0) return i;
+    return (kSub + i % kSub) << (group - 1);
+  }
+  static uint64_t Width(size_t i) {
+    const size_t group = i / kSub;
+    return group == 0 ? 1 : uint64_t{1} << (group - 1);
+  }
+
+  std::array<uint64_t, kBuckets> buckets_ = {};
+  uint64_t count_ = 0;
+  uint64_t sum_ = 0;  // ns: --runtime's cap keeps it far from overflowing
+  uint64_t min_ = UINT64_MAX;
+  uint64_t max_ = 0;
+};
+
 struct Results {
   uint64_t ops = 0;
   uint64_t bytes = 0;
   uint64_t elapsed_ns = 0;
-  std::vector<uint64_t> lat_ns;  // sorted once the job is done
+  LatencyHistogram lat;
 };
-
-// The nearest-rank percentile of sorted latencies.
-uint64_t Percentile(const std::vector<uint64_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t rank = static_cast<size_t>(p * static_cast<double>(sorted.size()) + 0.999999);
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
-}
-
-double MeanNs(const std::vector<uint64_t>& v) {
-  if (v.empty()) return 0;
-  long double sum = 0;
-  for (uint64_t x : v) sum += static_cast<long double>(x);
-  return static_cast<double>(sum / static_cast<long double>(v.size()));
-}
 
 double PerSecond(double count, uint64_t ns) {
   return ns == 0 ? 0 : count * 1e9 / static_cast<double>(ns);
@@ -251,7 +308,6 @@ Result<Results> RunJob(const BenchOptions& opt, const std::string& path, const P
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.runtime));
 
   Results r;
-  r.lat_ns.reserve(std::min(plan.ops, kLatencyReserve));
   const Clock::time_point t0 = Clock::now();
   Clock::time_point now = t0;
   for (uint64_t i = 0; i < plan.ops; ++i) {
@@ -269,7 +325,7 @@ Result<Results> RunJob(const BenchOptions& opt, const std::string& path, const P
       return Status(EIO, fmt::format("{}: short {} at offset {}: {} of {} bytes (after {} I/Os)",
                                      path, write ? "write" : "read", off, n, bs, r.ops));
     }
-    r.lat_ns.push_back(static_cast<uint64_t>(
+    r.lat.Add(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(now - before).count()));
     ++r.ops;
     r.bytes += bs;
@@ -277,7 +333,6 @@ Result<Results> RunJob(const BenchOptions& opt, const std::string& path, const P
   }
   r.elapsed_ns =
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count());
-  std::sort(r.lat_ns.begin(), r.lat_ns.end());
   return r;
 }
 
@@ -295,10 +350,9 @@ void PrintText(const BenchOptions& opt, const std::string& path, const Results& 
                  PerSecond(static_cast<double>(r.ops), r.elapsed_ns));
   fmt::format_to(std::back_inserter(out),
                  "  latency (us): mean {:.1f}, p50 {:.1f}, p99 {:.1f}, min {:.1f}, max {:.1f}\n",
-                 us(MeanNs(r.lat_ns)), us(static_cast<double>(Percentile(r.lat_ns, 0.5))),
-                 us(static_cast<double>(Percentile(r.lat_ns, 0.99))),
-                 us(static_cast<double>(r.lat_ns.empty() ? 0 : r.lat_ns.front())),
-                 us(static_cast<double>(r.lat_ns.empty() ? 0 : r.lat_ns.back())));
+                 us(r.lat.Mean()), us(static_cast<double>(r.lat.Percentile(0.5))),
+                 us(static_cast<double>(r.lat.Percentile(0.99))),
+                 us(static_cast<double>(r.lat.min())), us(static_cast<double>(r.lat.max())));
   fmt::print("{}", out);
 }
 
@@ -316,11 +370,11 @@ void PrintJson(const BenchOptions& opt, const std::string& path, const Results& 
   json.Key("bw_bytes").Double(PerSecond(static_cast<double>(r.bytes), r.elapsed_ns));
   json.Key("iops").Double(PerSecond(static_cast<double>(r.ops), r.elapsed_ns));
   json.Key("lat_ns").BeginObject();
-  json.Key("mean").Double(MeanNs(r.lat_ns));
-  json.Key("p50").Uint(Percentile(r.lat_ns, 0.5));
-  json.Key("p99").Uint(Percentile(r.lat_ns, 0.99));
-  json.Key("min").Uint(r.lat_ns.empty() ? 0 : r.lat_ns.front());
-  json.Key("max").Uint(r.lat_ns.empty() ? 0 : r.lat_ns.back());
+  json.Key("mean").Double(r.lat.Mean());
+  json.Key("p50").Uint(r.lat.Percentile(0.5));
+  json.Key("p99").Uint(r.lat.Percentile(0.99));
+  json.Key("min").Uint(r.lat.min());
+  json.Key("max").Uint(r.lat.max());
   json.EndObject();
   json.EndObject();
   fmt::print("{}", json.Finish());
@@ -363,12 +417,25 @@ CLI::Validator SecondsValidator() {
         char* end = nullptr;
         errno = 0;
         const double value = std::strtod(text.c_str(), &end);
-        if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(value) || value < 0) {
-          return text + ": give a number of seconds, 0 or more (e.g. 5, 0.5)";
+        if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(value) || value < 0 ||
+            value > kMaxRuntimeSeconds) {
+          return text + ": give a number of seconds from 0 to 1000000 (e.g. 5, 0.5)";
         }
         return std::string();
       },
       "", "seconds");
+}
+
+// CLI11 would take -1 for an unsigned option and wrap it round.
+CLI::Validator UnsignedValidator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
+          return text + ": give a whole number, 0 or more";
+        }
+        return std::string();
+      },
+      "", "unsigned");
 }
 
 }  // namespace
@@ -399,20 +466,22 @@ void RegisterBenchCommand(CLI::App* app, CommandTable* table) {
           ->type_name("SIZE");
   opt->io_limit_option =
       cmd->add_option("--io-limit", opt->io_limit,
-                      "Stop after this many bytes (default: --size once; reads and writes to a "
-                      "conventional file go round again)")
+                      "Stop after this many bytes, rounded down to whole --bs blocks (default: "
+                      "--size once; reads and writes to a conventional file go round again)")
           ->transform(SizeValidator())
           ->type_name("SIZE");
-  cmd->add_option("--runtime", opt->runtime, "Stop after this many seconds, if sooner")
+  cmd->add_option("--runtime", opt->runtime,
+                  "Stop after this many seconds, if sooner (at most 1000000)")
       ->check(SecondsValidator())
       ->type_name("SECONDS");
   cmd->add_flag("--direct", opt->direct,
                 "Open with O_DIRECT (--bs must be a multiple of the block size)");
   cmd->add_option("--seed", opt->seed, "Seed of the random order and of the data written")
+      ->check(UnsignedValidator())
       ->type_name("N");
   cmd->add_flag("--json", opt->json,
                 "JSON object: ops, bytes, elapsed_ns, bw_bytes (per second), iops, lat_ns (mean, "
-                "p50, p99, min, max)");
+                "p50, p99, min, max; percentiles within 1/32)");
   cmd->footer(
       "One I/O at a time (queue depth 1, as fio's psync engine), timed from before the first to "
       "after\nthe last; opening and closing the volume are not timed. Random workloads touch "
