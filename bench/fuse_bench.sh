@@ -4,16 +4,19 @@
 #   bench/fuse_bench.sh [BUILD_DIR] [-n REPS]
 #
 # On a fresh emu: device served by one zfiled (--mount and --socket):
-#   seqwrite  1 MiB direct writes over a whole sequential file (seq/0),
-#             the zone reset (truncated to 0) before each run;
-#   randread  4 KiB direct random reads of a prefilled conventional file
-#             (cnv/0), each block once (or --runtime, if sooner).
+#   seqwrite  1 MiB direct writes over a whole 512 MiB sequential file
+#             (seq/0): 512 I/Os a run, the zone reset (truncated to 0)
+#             before each run;
+#   randread  4 KiB direct random reads of the first 64 MiB of a prefilled
+#             conventional file (cnv/0), each block once (16384 I/Os, or
+#             --runtime, if sooner).
 # (a) "mount": fio through the mount, ioengine=psync (queue depth 1);
 # (b) "client": `zfile bench`, the same job through libzfile's client mode
 #     against the same daemon (--socket);
-# a and b alternate (a b, then b a, ...) for REPS repetitions (default 3).
-# Then zfiled stops and (c) "embedded": `zfile bench` with the device
-# mounted in its own process, a second baseline (ZFILE_BENCH_NO_EMBEDDED=1
+# after one warm-up pair that is not recorded, a and b alternate (a b, then
+# b a, ...) for REPS repetitions (default 3). Then zfiled stops and (c)
+# "embedded": `zfile bench` with the device mounted in its own process, a
+# second baseline, also after one warm-up run (ZFILE_BENCH_NO_EMBEDDED=1
 # skips it).
 #
 # Prints the medians and the ratios mount/client, with the load average
@@ -22,7 +25,10 @@
 # fuse_bench.tsv (every run) and fuse_bench.txt (the table). BUILD_DIR
 # defaults to build/default. ZFILE_BENCH_EMU_DIR is where the device is
 # made (default $TMPDIR or /tmp); ZFILE_BENCH_RUNTIME caps each randread run
-# in seconds (default 10). Skips (exit 0) where FUSE cannot be used.
+# in whole seconds (default 10). The mount's p50/p99 are fio's clat
+# histogram percentiles (within 1-2%), the client's and embedded's those of
+# zfile bench's histogram (within 1/32). Skips (exit 0) where FUSE cannot be
+# used.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +55,11 @@ if ! [[ $REPS =~ ^[1-9][0-9]*$ ]]; then
   exit 1
 fi
 RUNTIME=${ZFILE_BENCH_RUNTIME:-10}
+# fio takes whole seconds only.
+if ! [[ $RUNTIME =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuse_bench: ZFILE_BENCH_RUNTIME=$RUNTIME: give a whole number of seconds (1 or more)" >&2
+  exit 1
+fi
 ZFILE=$BUILD_DIR/tools/zfile
 ZFILED=$BUILD_DIR/daemon/zfiled
 OUT=${ZFILE_BENCH_OUT:-$BUILD_DIR/bench-results}
@@ -76,7 +87,8 @@ if [[ $(id -u) -ne 0 ]] && ! command -v fusermount3 >/dev/null; then
   exit 0
 fi
 
-ZONE_MIB=64
+ZONE_MIB=512
+RAND_MIB=64
 WORK=$(mktemp -d "${ZFILE_BENCH_EMU_DIR:-${TMPDIR:-/tmp}}/zfile-fuse-bench.XXXXXX")
 DEV=$WORK/dev
 MNT=$WORK/mnt
@@ -88,11 +100,34 @@ mkdir "$MNT"
 
 mounted() { grep -qF " $MNT fuse.zfile " /proc/self/mounts; }
 
+# alive PID: the process exists and is not a zombie.
+alive() {
+  local _pid _comm state
+  read -r _pid _comm state _ 2>/dev/null <"/proc/$1/stat" || return 1
+  [[ $state != Z ]]
+}
+
+# stop_pid PID: SIGTERM, up to 10 s to exit, then SIGKILL; returns its exit
+# status.
+stop_pid() {
+  local pid=$1 _ status=0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    alive "$pid" || break
+    sleep 0.1
+  done
+  if alive "$pid"; then
+    echo "fuse_bench: zfiled still runs 10 s after SIGTERM; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || status=$?
+  return "$status"
+}
+
 # Never leave a daemon or a mount behind, and never rm -rf into a mount.
 cleanup() {
   if [[ -n $DAEMON_PID ]]; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
-    wait "$DAEMON_PID" 2>/dev/null || true
+    stop_pid "$DAEMON_PID" || true
   fi
   if mounted; then
     fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
@@ -121,7 +156,7 @@ start_daemon() {
   local _
   for _ in $(seq 1 200); do
     grep -q "zfiled ready" "$LOG" && return 0
-    kill -0 "$DAEMON_PID" 2>/dev/null || {
+    alive "$DAEMON_PID" || {
       DAEMON_PID=
       die "zfiled exited at start"
     }
@@ -131,9 +166,8 @@ start_daemon() {
 }
 
 stop_daemon() {
-  kill -TERM "$DAEMON_PID"
   local status=0
-  wait "$DAEMON_PID" || status=$?
+  stop_pid "$DAEMON_PID" || status=$?
   DAEMON_PID=
   [[ $status -eq 0 ]] || die "zfiled exited $status on SIGTERM"
 }
@@ -150,10 +184,11 @@ seq_size() {
     python3 -c 'import json, sys; print(json.load(sys.stdin)["size"])'
 }
 
-# record WORKLOAD PATH REP JSON_FILE: one line of $RUNS, from fio's JSON
-# (mount) or zfile bench's (client, embedded).
+# record WORKLOAD PATH REP JSON_FILE: one line of $RUNS on stdout, from
+# fio's JSON (mount) or zfile bench's (client, embedded); fails if the run
+# did no I/O.
 record() {
-  python3 - "$@" >>"$RUNS" <<'EOF'
+  python3 - "$@" <<'EOF'
 import json, sys
 workload, path, rep, fname = sys.argv[1:]
 with open(fname) as f:
@@ -177,7 +212,9 @@ ZONE_BYTES=$((ZONE_MIB << 20))
 CLIENT=(--socket "$SOCK")
 EMBEDDED=(--device "emu:$DEV")
 
-# run_one WORKLOAD PATH REP: one run; the seq zone is reset first.
+# run_one WORKLOAD PATH REP: one run; the seq zone is reset first. REP 0
+# is a warm-up: checked, not recorded. fio's JSON goes to --output, since
+# fio may print notes to stdout too.
 run_one() {
   local workload=$1 path=$2 rep=$3 target json=$WORK/$1-$2-$3.json
   if [[ $path == embedded ]]; then target=("${EMBEDDED[@]}"); else target=("${CLIENT[@]}"); fi
@@ -189,7 +226,7 @@ run_one() {
         # without it fio lays the file out anew, and unlinking a zone's file
         # fails (EPERM).
         fio --name=seqwrite --filename="$MNT/seq/0" --rw=write --bs=1M --size="${ZONE_MIB}M" \
-          --file_append=1 --direct=1 --ioengine=psync --output-format=json >"$json" ||
+          --file_append=1 --direct=1 --ioengine=psync --output-format=json --output="$json" >&2 ||
           die "fio seqwrite failed"
       else
         "$ZFILE" bench --file seq/0 --rw write --bs 1M --size "${ZONE_MIB}M" --direct --json \
@@ -201,29 +238,40 @@ run_one() {
       ;;
     randread)
       if [[ $path == mount ]]; then
-        fio --name=randread --filename="$MNT/cnv/0" --rw=randread --bs=4k --size="${ZONE_MIB}M" \
-          --direct=1 --ioengine=psync --runtime="$RUNTIME" --output-format=json >"$json" ||
-          die "fio randread failed"
+        fio --name=randread --filename="$MNT/cnv/0" --rw=randread --bs=4k --size="${RAND_MIB}M" \
+          --direct=1 --ioengine=psync --runtime="$RUNTIME" --output-format=json \
+          --output="$json" >&2 || die "fio randread failed"
       else
-        "$ZFILE" bench --file cnv/0 --rw randread --bs 4K --size "${ZONE_MIB}M" --direct \
+        "$ZFILE" bench --file cnv/0 --rw randread --bs 4K --size "${RAND_MIB}M" --direct \
           --runtime "$RUNTIME" --json "${target[@]}" >"$json" || die "zfile bench randread failed"
       fi
       ;;
   esac
-  record "$workload" "$path" "$rep" "$json"
+  if [[ $rep -eq 0 ]]; then
+    record "$workload" "$path" "$rep" "$json" >/dev/null
+  else
+    record "$workload" "$path" "$rep" "$json" >>"$RUNS"
+  fi
 }
 
 LOAD_BEFORE=$(loadavg)
 echo "fuse_bench: load average before: $LOAD_BEFORE; $REPS repetitions" >&2
 
-# 1 GiB of 64 MiB zones: zone 0 holds the superblock, zone 1 is cnv/0.
-zf emu create "$DEV" --size 1G --zone-size "${ZONE_MIB}M" --conv 2
+# 2 GiB of 512 MiB zones: zone 0 holds the superblock, zone 1 is cnv/0,
+# zones 2-3 are seq/0-1.
+zf emu create "$DEV" --size 2G --zone-size "${ZONE_MIB}M" --conv 2
 zf mkfs "emu:$DEV"
 start_daemon
 # Random reads then read data that was written, not holes of the emu files.
-zf bench --file cnv/0 --rw write --bs 1M --direct "${CLIENT[@]}"
+zf bench --file cnv/0 --rw write --bs 1M --size "${RAND_MIB}M" --direct "${CLIENT[@]}"
 
 : >"$RUNS"
+for workload in seqwrite randread; do
+  for path in mount client; do
+    echo "fuse_bench: warm-up $workload $path (not recorded)" >&2
+    run_one "$workload" "$path" 0
+  done
+done
 for rep in $(seq 1 "$REPS"); do
   for workload in seqwrite randread; do
     if ((rep % 2 == 1)); then order=(mount client); else order=(client mount); fi
@@ -236,6 +284,10 @@ done
 stop_daemon
 
 if [[ ${ZFILE_BENCH_NO_EMBEDDED:-0} != 1 ]]; then
+  for workload in seqwrite randread; do
+    echo "fuse_bench: warm-up $workload embedded (not recorded)" >&2
+    run_one "$workload" embedded 0
+  done
   for rep in $(seq 1 "$REPS"); do
     for workload in seqwrite randread; do
       echo "fuse_bench: rep $rep $workload embedded" >&2
@@ -247,17 +299,23 @@ LOAD_AFTER=$(loadavg)
 
 mkdir -p "$OUT"
 cp "$RUNS" "$OUT/fuse_bench.tsv"
-python3 - "$RUNS" "$REPS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'EOF' | tee "$OUT/fuse_bench.txt"
+python3 - "$RUNS" "$REPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$ZONE_MIB" "$((RAND_MIB * 256))" \
+  <<'EOF' | tee "$OUT/fuse_bench.txt"
 import statistics, sys
-runs, reps, load_before, load_after = sys.argv[1:]
+runs, reps, load_before, load_after, seq_ios, rand_ios = sys.argv[1:]
 cols = {}
+bw_by_rep = {}
 for line in open(runs):
-    w, p, _, bw, iops, mean, p50, p99, _ = line.split("\t")
+    w, p, rep, bw, iops, mean, p50, p99, _ = line.split("\t")
     cols.setdefault((w, p), []).append([float(x) for x in (bw, iops, mean, p50, p99)])
+    bw_by_rep[(w, p, rep)] = float(bw)
 def med(w, p):
     rows = cols.get((w, p))
     return [statistics.median(r[i] for r in rows) for i in range(5)] if rows else None
-print("medians of %s runs; MiB/s, IOPS, latency in us (mean, p50, p99)" % reps)
+print("medians of %s runs (after a warm-up); seqwrite %s x 1 MiB, randread up to %s x 4 KiB"
+      % (reps, seq_ios, rand_ios))
+print("MiB/s, IOPS, latency in us (mean, p50, p99; mount: fio's clat histogram, within 1-2%;")
+print("client, embedded: zfile bench's histogram, within 1/32)")
 print("%-9s %-9s %9s %9s %9s %9s %9s" % ("workload", "path", "MiB/s", "IOPS", "mean", "p50", "p99"))
 for w in ("seqwrite", "randread"):
     for p in ("mount", "client", "embedded"):
@@ -269,7 +327,10 @@ print()
 print("ratio mount/client (bandwidth; >1: the mount is faster), and mean latency:")
 for w in ("seqwrite", "randread"):
     a, b = med(w, "mount"), med(w, "client")
-    line = "%-9s bandwidth %.2f  latency %.2f" % (w, a[0] / b[0], a[2] / b[2])
+    pairs = [bw_by_rep[(w, "mount", r)] / bw_by_rep[(w, "client", r)]
+             for (w2, p, r) in bw_by_rep if w2 == w and p == "mount"]
+    line = "%-9s bandwidth %.2f (%.2f-%.2f per pair)  latency %.2f" % (
+        w, a[0] / b[0], min(pairs), max(pairs), a[2] / b[2])
     c = med(w, "embedded")
     if c:
         line += "   (mount/embedded bandwidth %.2f)" % (a[0] / c[0])
