@@ -232,6 +232,20 @@ eq "writes to no daemon changed nothing" "$(jqv .size)" 0
 # The daemon owns the device: an embedded mount is refused, and says so.
 fails "embedded mount of a served device" 1 "in use by another process" ls "${E[@]}"
 
+# --- zfile bench through the daemon (client mode) ------------------------------------
+
+ok "bench write through zfiled" bench --file seq/6 --rw write --bs 1M --size 2M --direct --json \
+  "${V[@]}"
+eq "bench write through zfiled: ops, bytes" "$(jqv '[.ops, .bytes] | join(" ")')" "2 $((2 * MiB))"
+ok "stat seq/6 after bench" stat seq/6 --json "${V[@]}"
+eq "seq/6 grew by what bench wrote" "$(jqv .size)" $((2 * MiB))
+ok "bench randread through zfiled" bench --file seq/6 --rw randread --direct --json "${V[@]}"
+eq "bench randread through zfiled: each block once" "$(jqv .ops)" 512
+fails "bench with a bs of no whole blocks through zfiled" 1 "block size" \
+  bench --file seq/6 --rw write --bs 6K --direct "${V[@]}"
+ok "stat seq/6 after the refused bench" stat seq/6 --json "${V[@]}"
+eq "the refused bench changed nothing" "$(jqv .size)" $((2 * MiB))
+
 # --- usage errors: which volume, and mount options ------------------------------------
 
 fails "--device and --volume" 2 "not both" ls --volume data "${E[@]}"
@@ -245,7 +259,7 @@ fails "mkfs is for devices only" 2 "volume" mkfs "$U" --volume data
 fails "report is for devices only" 2 "volume" report "$U" --volume data --socket "$S"
 run --help
 has "top-level help mentions --volume" "$out" "--volume NAME"
-for c in ls stat cat write truncate stats zones info; do
+for c in ls stat cat write truncate stats zones info bench; do
   run "$c" --help
   if grep -qF -- "--volume" <<<"$out" && grep -qF -- "--socket" <<<"$out"; then pass; else
     fail "$c --help does not show --volume and --socket: $out"

@@ -30,8 +30,6 @@ namespace zapi = ::zfile::api;
 // Data moves in chunks of this size: big enough that per-call costs vanish,
 // small enough to stay cheap in memory. A multiple of every block size.
 constexpr size_t kChunkSize = size_t{1} << 20;
-// Buffers are aligned for O_DIRECT whatever the device's block size.
-constexpr size_t kBufferAlignment = 4096;
 // Cells per line in `zones --map`.
 constexpr size_t kMapWidth = 64;
 
@@ -108,8 +106,6 @@ void AddDaemonOptions(CLI::App* cmd, VolumeTarget* target, CLI::Option* device_o
   });
 }
 
-namespace {
-
 void AddVolumeOptions(CLI::App* cmd, VolumeTarget* target) {
   CLI::Option* device =
       cmd->add_option("--device,-d", target->device,
@@ -167,6 +163,21 @@ Status CloseAll(zapi::File* file, zapi::Vol* vol) {
   return status;
 }
 
+std::string NormalizePath(std::string_view path) {
+  while (!path.empty() && path.front() == '/') path.remove_prefix(1);
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  return std::string(path);
+}
+
+Result<AlignedBuffer> AllocateBuffer(size_t size) {
+  void* p = nullptr;
+  const int err = posix_memalign(&p, kBufferAlignment, size);
+  if (err != 0) return Status(err, "cannot allocate a " + FormatSize(size) + " I/O buffer");
+  return AlignedBuffer(static_cast<char*>(p));
+}
+
+namespace {
+
 // --stats on the commands that do I/O: a mount made for one command starts
 // its counters at zero and loses them at exit, so `zfile stats` in a later
 // command cannot show what this one did; this can. (A daemon's volume keeps
@@ -182,13 +193,6 @@ Status PrintStats(zapi::Vol& vol) {
   ZF_RETURN_IF_ERROR(Check(vol.Stats(&stats)));
   fmt::print(stderr, "{}\n", stats);
   return Status();
-}
-
-// "seq/3" from "/seq/3/", so paths print as the API names them.
-std::string NormalizePath(std::string_view path) {
-  while (!path.empty() && path.front() == '/') path.remove_prefix(1);
-  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
-  return std::string(path);
 }
 
 std::string JoinPath(const std::string& dir, const std::string& name) {
@@ -277,19 +281,7 @@ void StatJsonFields(JsonWriter* json, const struct zfile_stat& st) {
 }
 
 // ---------------------------------------------------------------------------
-// Buffers and plain file descriptors.
-
-struct FreeBuffer {
-  void operator()(char* p) const { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<char, FreeBuffer>;
-
-Result<AlignedBuffer> AllocateBuffer(size_t size) {
-  void* p = nullptr;
-  const int err = posix_memalign(&p, kBufferAlignment, size);
-  if (err != 0) return Status(err, "cannot allocate a " + FormatSize(size) + " I/O buffer");
-  return AlignedBuffer(static_cast<char*>(p));
-}
+// Plain file descriptors.
 
 // Reads until `len` bytes or the end of the input: pipes deliver short
 // reads, and every chunk but the last must be whole blocks.

@@ -10,11 +10,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
-
 #include "tools/zfile/command.h"
+#include "zfile/zfile.hpp"
 
 namespace zfile::cli {
 
@@ -44,6 +48,38 @@ void RegisterFileCommands(CLI::App* app, CommandTable* table);
 // option as `raw_device_option`: then exactly one of the three is needed.
 void AddDaemonOptions(CLI::App* cmd, VolumeTarget* target, CLI::Option* device_option,
                       CLI::Option* options_option, CLI::Option* raw_device_option = nullptr);
+
+// --device URI and -o OPTIONS (a volume mounted in this process) with the
+// daemon options above, as every command on a volume's files takes them.
+void AddVolumeOptions(CLI::App* cmd, VolumeTarget* target);
+
+// A failed C API call (a negative errno) as a Status in the words of
+// zfile_last_error(). Call it before any other API call, which would replace
+// the message.
+Status ApiError(int ret);
+// Status() for a count or 0, ApiError for a negative errno.
+Status Check(int ret);
+
+Result<api::Vol> OpenVolume(const VolumeTarget& target);
+Result<api::File> OpenFile(api::Vol& vol, const std::string& path, int flags);
+
+// Closes the file (if any), then the volume, explicitly: closing the volume
+// writes back dirty data and can fail, which the destructors would hide.
+Status CloseAll(api::File* file, api::Vol* vol);
+
+// "seq/3" from "/seq/3/", so paths print as the API names them.
+std::string NormalizePath(std::string_view path);
+
+// I/O buffers are aligned for O_DIRECT whatever the device's block size.
+inline constexpr size_t kBufferAlignment = 4096;
+
+struct FreeBuffer {
+  void operator()(char* p) const { std::free(p); }
+};
+using AlignedBuffer = std::unique_ptr<char, FreeBuffer>;
+
+// `size` bytes aligned to kBufferAlignment, or an error in words.
+Result<AlignedBuffer> AllocateBuffer(size_t size);
 
 // `zfile info --device URI` or `--volume NAME`: the volume (files, sizes,
 // zone limits and use, label, UUID), mounted in this process for the command

@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/status.h"
+#include "tools/zfile/bench_command.h"
 #include "tools/zfile/command.h"
 #include "tools/zfile/device_commands.h"
 #include "tools/zfile/file_commands.h"
@@ -38,8 +39,9 @@ constexpr const char kExamples[] =
     "  zfile ls seq -l --device emu:/var/tmp/zdev\n"
     "  zfile zones --map --device emu:/var/tmp/zdev\n"
     "  zfile cat seq/0 --volume data --socket /run/zfiled/zfiled.sock\n"
+    "  zfile bench --file cnv/0 --rw randread --direct --volume data\n"
     "\n"
-    "File commands (ls, stat, cat, write, truncate, stats, zones, info --device) work on a "
+    "File commands (ls, stat, cat, write, truncate, stats, zones, bench, info --device) work on a "
     "device\nmounted in this process (--device URI) or on a volume of a running zfiled "
     "(--volume NAME,\n--socket PATH).\n"
     "\n"
@@ -62,6 +64,7 @@ int Main(int argc, char** argv) {
   zfile::cli::RegisterDeviceCommands(&app, &commands);
   zfile::cli::RegisterFsCommands(&app, &commands);
   zfile::cli::RegisterFileCommands(&app, &commands);
+  zfile::cli::RegisterBenchCommand(&app, &commands);
   // Set after the subcommands exist, which would otherwise inherit it.
   app.footer(kExamples);
 

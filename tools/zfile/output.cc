@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <utility>
 
@@ -121,6 +122,13 @@ JsonWriter& JsonWriter::String(std::string_view value) {
 JsonWriter& JsonWriter::Uint(uint64_t value) {
   BeforeValue();
   out_ += std::to_string(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Double(double value) {
+  BeforeValue();
+  // JSON has no NaN or infinity; a rate over no time is reported as 0.
+  out_ += std::isfinite(value) ? fmt::format("{:.6g}", value) : "0";
   return *this;
 }
 
