@@ -24,7 +24,9 @@
 # Results go to $ZFILE_BENCH_OUT (default BUILD_DIR/bench-results):
 # fuse_bench.tsv (every run) and fuse_bench.txt (the table). BUILD_DIR
 # defaults to build/default. ZFILE_BENCH_EMU_DIR is where the device is
-# made (default $TMPDIR or /tmp); ZFILE_BENCH_RUNTIME caps each randread run
+# made (default /dev/shm where writable, so that the emulated device's
+# own cost is memory speed and not the host disk's block allocation, else
+# $TMPDIR or /tmp); ZFILE_BENCH_RUNTIME caps each randread run
 # in whole seconds (default 10). The mount's p50/p99 are fio's clat
 # histogram percentiles (within 1-2%), the client's and embedded's those of
 # zfile bench's histogram (within 1/32). Skips (exit 0) where FUSE cannot be
@@ -89,7 +91,9 @@ fi
 
 ZONE_MIB=512
 RAND_MIB=64
-WORK=$(mktemp -d "${ZFILE_BENCH_EMU_DIR:-${TMPDIR:-/tmp}}/zfile-fuse-bench.XXXXXX")
+EMU_DIR=${TMPDIR:-/tmp}
+[ -d /dev/shm ] && [ -w /dev/shm ] && EMU_DIR=/dev/shm
+WORK=$(mktemp -d "${ZFILE_BENCH_EMU_DIR:-$EMU_DIR}/zfile-fuse-bench.XXXXXX")
 DEV=$WORK/dev
 MNT=$WORK/mnt
 SOCK=$WORK/zfiled.sock
