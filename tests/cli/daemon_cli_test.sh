@@ -35,21 +35,7 @@ start_daemon() {
   : >"$LOG"
   "$ZFILED" --config "$TMP/zfiled.yaml" --foreground 2>"$LOG" &
   DAEMON_PID=$!
-  local _
-  for _ in $(seq 1 200); do
-    if grep -q "zfiled ready" "$LOG"; then return 0; fi
-    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
-      wait "$DAEMON_PID" || true
-      DAEMON_PID=
-      echo "$NAME: zfiled exited at start:" >&2
-      cat "$LOG" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
-  echo "$NAME: zfiled did not get ready within 10 s:" >&2
-  cat "$LOG" >&2
-  exit 1
+  wait_ready
 }
 
 # stop_daemon: SIGTERM, which must write back dirty data and exit 0.

@@ -107,6 +107,28 @@ jqv() {
   jq -r "$1" <<<"${2-$out}" 2>/dev/null || echo "JQ-ERROR"
 }
 
+# wait_ready: waits for the zfiled started as $DAEMON_PID (its messages in
+# $LOG) to log that it is ready, which it does only once its socket
+# listens (and its FUSE mount, if any, is up); exits the test, with the log,
+# if zfiled exits first or is not ready within 10 s.
+wait_ready() {
+  local _
+  for _ in $(seq 1 200); do
+    if grep -q "zfiled ready" "$LOG"; then return 0; fi
+    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+      wait "$DAEMON_PID" || true
+      DAEMON_PID=
+      echo "$NAME: zfiled exited at start:" >&2
+      cat "$LOG" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  echo "$NAME: zfiled did not get ready within 10 s:" >&2
+  cat "$LOG" >&2
+  exit 1
+}
+
 # finish: the closing count; the exit status says whether anything failed.
 finish() {
   echo "$passed passed, $failed failed"

@@ -57,21 +57,7 @@ start_daemon() {
   : >"$LOG"
   "$ZFILED" --device "${1:-$U}" --mount "$M" --socket "$S" --foreground "${@:2}" 2>"$LOG" &
   DAEMON_PID=$!
-  local _
-  for _ in $(seq 1 200); do
-    if grep -q "zfiled ready" "$LOG"; then return 0; fi
-    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
-      wait "$DAEMON_PID" || true
-      DAEMON_PID=
-      echo "$NAME: zfiled exited at start:" >&2
-      cat "$LOG" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
-  echo "$NAME: zfiled did not get ready within 10 s:" >&2
-  cat "$LOG" >&2
-  exit 1
+  wait_ready
 }
 
 mounted() { grep -qF " $M fuse.zfile " /proc/self/mounts; }
