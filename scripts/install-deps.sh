@@ -8,6 +8,9 @@ PACKAGES=(
   libzbd-dev libnvme-dev liburing-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libfuse3-dev fuse3 libsystemd-dev libcli11-dev
   fio zbd-utils util-linux jq bsdutils python3
+  # tests/fuse/fuse_test.sh: strace stalls the device's reads to test the
+  # FUSE workers' stop timeout.
+  strace
   # tests/daemon/service_test.sh: systemd-analyze (systemd), and /bin/kill
   # (procps), which zfiled.service's ExecReload= runs and verify looks for.
   systemd procps
