@@ -328,7 +328,7 @@ void PrintSummary(const RecordingReporter& reporter) {
       "\nclient (zfiled) vs embedded, same run; medians with repetitions "
       "(load average now %.2f %.2f %.2f)\n",
       load[0], load[1], load[2]);
-  std::printf("%-28s %9s %9s %9s %10s %10s %7s  %s\n", "pair", "emb us", "cli us", "added us",
+  std::printf("%-36s %9s %9s %9s %10s %10s %7s  %s\n", "pair", "emb us", "cli us", "added us",
               "emb MB/s", "cli MB/s", "ratio", "goal");
   bool any = false;
   for (const auto& [name, run] : reporter.runs()) {
@@ -349,7 +349,7 @@ void PrintSummary(const RecordingReporter& reporter) {
     }
     std::string pair = name;
     pair.replace(pair.find("/client/"), 8, "/");
-    std::printf("%-28s %9.2f %9.2f %9.2f %10.1f %10.1f %7.3f  %s\n", pair.c_str(), emb_us, cli_us,
+    std::printf("%-36s %9.2f %9.2f %9.2f %10.1f %10.1f %7.3f  %s\n", pair.c_str(), emb_us, cli_us,
                 added, emb_rate / 1e6, cli_rate / 1e6, ratio, goal.c_str());
   }
   if (!any) std::printf("(no pair ran in both modes)\n");
