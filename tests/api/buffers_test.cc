@@ -209,6 +209,27 @@ TEST_P(BuffersTest, AgainstZfiledTheBufferIsNotCopied) {
   EXPECT_EQ(CheckPattern(plain.get(), kMiB, 0, 61), -1);
 }
 
+TEST_P(BuffersTest, RegistrationAlsoWorksWithoutTheDoorbell) {
+  if (!daemon()) GTEST_SKIP() << "a client-mode knob";
+  // REGISTER_BUF then goes on the socket as a frame of its own, not as a
+  // doorbell ring with a socket twin.
+  setenv("ZFILE_DOORBELL", "0", 1);
+  MountOrDie();
+  unsetenv("ZFILE_DOORBELL");
+  zfile_file* f = Open("seq/1", O_WRONLY | O_DIRECT);
+  zfile_file* r = Open("seq/1", O_RDONLY | O_DIRECT);
+  uint8_t* b = Alloc(kMiB);
+  FillPattern(b, kMiB, 0, 81);
+  const ClientCopyCounters before = ClientCopyCountersNow();
+  ASSERT_EQ(zfile_append(f, b, kMiB, nullptr), ssize_t(kMiB)) << zfile_last_error();
+  std::memset(b, 0, kMiB);
+  ASSERT_EQ(zfile_pread(r, b, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  const ClientCopyCounters after = ClientCopyCountersNow();
+  EXPECT_EQ(CheckPattern(b, kMiB, 0, 81), -1);
+  EXPECT_EQ(after.zero_copy_bytes - before.zero_copy_bytes, 2 * kMiB);
+  EXPECT_EQ(after.copied_bytes, before.copied_bytes);
+}
+
 TEST_P(BuffersTest, WithoutRegistrationTheClientCopiesAndStaysCorrect) {
   if (!daemon()) GTEST_SKIP() << "a client-mode knob";
   // ZFILE_REGBUF=0 makes the client ask for session version 2, as a client
