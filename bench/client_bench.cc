@@ -1,6 +1,8 @@
 // Client mode vs embedded mode (issue 5), measured in the same run:
 //  - 4 KiB queue-depth-1 O_DIRECT reads and appends: latency per call;
-//  - 1 MiB O_DIRECT reads and appends: throughput.
+//  - 1 MiB O_DIRECT reads and appends: throughput;
+//  - the same again ("read-regbuf", "append-regbuf") with the caller's
+//    buffer from zfile_buf_alloc, which client mode does not copy.
 // Embedded mode mounts an emu: device in this process (zfile_vol_open
 // "emu:DIR"); client mode goes through a real zfiled process serving a
 // second emu: device of the same geometry, formatted the same way
@@ -109,6 +111,37 @@ zfile_vol* Mount(Mode mode, const Pair& pair, benchmark::State& state) {
   return vol;
 }
 
+// The buffer a benchmark moves data through: plain aligned memory, or a
+// registered buffer of the volume (zfile_buf_alloc), freed before the
+// volume is closed.
+class IoBuf {
+ public:
+  IoBuf(zfile_vol* vol, size_t len, bool registered) {
+    if (!registered) {
+      plain_ = Aligned(len);
+      data_ = plain_.get();
+      return;
+    }
+    void* b = nullptr;
+    if (zfile_buf_alloc(vol, len, &b) == 0) {
+      vol_ = vol;
+      data_ = static_cast<uint8_t*>(b);
+    }
+  }
+  ~IoBuf() {
+    if (vol_ != nullptr) zfile_buf_free(vol_, data_);
+  }
+  IoBuf(const IoBuf&) = delete;
+  IoBuf& operator=(const IoBuf&) = delete;
+
+  uint8_t* get() const { return data_; }  // null if the allocation failed
+
+ private:
+  Buf plain_;
+  zfile_vol* vol_ = nullptr;
+  uint8_t* data_ = nullptr;
+};
+
 // Appends go to the sequential files in turn; a file is reset when it is
 // (re)opened, so each one starts empty whatever an earlier run left there.
 class SeqWriter {
@@ -165,15 +198,22 @@ class SeqWriter {
   uint64_t size_ = 0;
 };
 
-// O_DIRECT appends of range(0) bytes at queue depth 1.
-void Append(benchmark::State& state, Mode mode, const Pair& pair) {
+// O_DIRECT appends of range(0) bytes at queue depth 1, from a registered
+// buffer or not.
+void AppendFrom(benchmark::State& state, Mode mode, const Pair& pair, bool registered) {
   const size_t bs = static_cast<size_t>(state.range(0));
   zfile_vol* vol = Mount(mode, pair, state);
   if (vol == nullptr) return;
   {
     SeqWriter w(vol);
-    Buf buf = Aligned(bs);
-    if (!w.Open(0)) return state.SkipWithError(zfile_last_error());
+    IoBuf buf(vol, bs, registered);
+    if (buf.get() == nullptr) {
+      state.SkipWithError(zfile_last_error());
+    } else if (!w.Open(0)) {
+      state.SkipWithError(zfile_last_error());
+    } else {
+      std::memset(buf.get(), 0x5A, bs);
+    }
     for (auto _ : state) {
       if (!w.Fits(bs)) {
         // A zone reset is a different operation from the one measured.
@@ -197,8 +237,8 @@ void Append(benchmark::State& state, Mode mode, const Pair& pair) {
 
 // O_DIRECT reads of range(0) bytes at queue depth 1, in order over the
 // first kReadSpan bytes of seq/0 (written before the timed loop, by the
-// same mode), wrapping.
-void Read(benchmark::State& state, Mode mode, const Pair& pair) {
+// same mode), wrapping; into a registered buffer or not.
+void ReadInto(benchmark::State& state, Mode mode, const Pair& pair, bool registered) {
   const size_t bs = static_cast<size_t>(state.range(0));
   zfile_vol* vol = Mount(mode, pair, state);
   if (vol == nullptr) return;
@@ -211,10 +251,10 @@ void Read(benchmark::State& state, Mode mode, const Pair& pair) {
     for (uint64_t off = 0; ok && off < span; off += kLarge) ok = w.Append(chunk.get(), kLarge);
     w.Close();
     if (ok) ok = zfile_open(vol, "seq/0", O_RDONLY | O_DIRECT, &f) == 0;
-    if (!ok) {
+    IoBuf buf(vol, bs, registered);
+    if (!ok || buf.get() == nullptr) {
       state.SkipWithError(zfile_last_error());
     } else {
-      Buf buf = Aligned(bs);
       uint64_t off = 0;
       for (auto _ : state) {
         if (zfile_pread(f, buf.get(), bs, off) != static_cast<ssize_t>(bs)) {
@@ -228,6 +268,19 @@ void Read(benchmark::State& state, Mode mode, const Pair& pair) {
   if (f != nullptr) zfile_close(f);
   zfile_vol_close(vol);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bs));
+}
+
+void Read(benchmark::State& state, Mode mode, const Pair& pair) {
+  ReadInto(state, mode, pair, false);
+}
+void ReadRegistered(benchmark::State& state, Mode mode, const Pair& pair) {
+  ReadInto(state, mode, pair, true);
+}
+void Append(benchmark::State& state, Mode mode, const Pair& pair) {
+  AppendFrom(state, mode, pair, false);
+}
+void AppendRegistered(benchmark::State& state, Mode mode, const Pair& pair) {
+  AppendFrom(state, mode, pair, true);
 }
 
 const char* ModeName(Mode mode) { return mode == Mode::kEmbedded ? "embedded" : "client"; }
@@ -275,7 +328,7 @@ void PrintSummary(const RecordingReporter& reporter) {
       "\nclient (zfiled) vs embedded, same run; medians with repetitions "
       "(load average now %.2f %.2f %.2f)\n",
       load[0], load[1], load[2]);
-  std::printf("%-28s %9s %9s %9s %10s %10s %7s  %s\n", "pair", "emb us", "cli us", "added us",
+  std::printf("%-36s %9s %9s %9s %10s %10s %7s  %s\n", "pair", "emb us", "cli us", "added us",
               "emb MB/s", "cli MB/s", "ratio", "goal");
   bool any = false;
   for (const auto& [name, run] : reporter.runs()) {
@@ -296,7 +349,7 @@ void PrintSummary(const RecordingReporter& reporter) {
     }
     std::string pair = name;
     pair.replace(pair.find("/client/"), 8, "/");
-    std::printf("%-28s %9.2f %9.2f %9.2f %10.1f %10.1f %7.3f  %s\n", pair.c_str(), emb_us, cli_us,
+    std::printf("%-36s %9.2f %9.2f %9.2f %10.1f %10.1f %7.3f  %s\n", pair.c_str(), emb_us, cli_us,
                 added, emb_rate / 1e6, cli_rate / 1e6, ratio, goal.c_str());
   }
   if (!any) std::printf("(no pair ran in both modes)\n");
@@ -333,7 +386,10 @@ int main(int argc, char** argv) {
   };
   for (const Pair& pair : pairs) {
     using Fn = void (*)(benchmark::State&, Mode, const Pair&);
-    for (auto [op, fn] : {std::pair<const char*, Fn>{"read", Read}, {"append", Append}}) {
+    for (auto [op, fn] : {std::pair<const char*, Fn>{"read", Read},
+                          {"append", Append},
+                          {"read-regbuf", ReadRegistered},
+                          {"append-regbuf", AppendRegistered}}) {
       for (size_t bs : {kSmall, kLarge}) {
         for (Mode mode : {Mode::kEmbedded, Mode::kClient}) {
           if (mode == Mode::kClient && pair.daemon_uri.empty()) continue;

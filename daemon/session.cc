@@ -95,6 +95,7 @@ Status NoHandle(uint64_t id) {
 
 Session::Session(Server* server, uint64_t id, protocol::UniqueFd sock, PeerCred peer)
     : server_(server), id_(id), sock_(std::move(sock)), peer_(std::move(peer)) {
+  limits_.buf_sizes = buf_sizes_;
   // A client that stops reading its replies must not hold this thread (and
   // its pins) forever: the send times out and the session is dropped.
   timeval tv{};
@@ -157,6 +158,13 @@ void Session::Run() {
       header = *taken;
       payload = std::span<const uint8_t>(bell_buf_).subspan(protocol::kFrameHeaderSize,
                                                             header.payload_size);
+      if (header.fd_count != 0) {
+        Status twin = TakeSocketTwin(reader, header, &fds);
+        if (!twin.ok()) {
+          why = "dropped: " + twin.ToString();
+          break;
+        }
+      }
     } else {
       Result<std::optional<protocol::Frame>> got = reader.Read();
       if (!got.ok()) {
@@ -189,6 +197,14 @@ void Session::Run() {
                                  std::to_string(session_version_);
       break;
     }
+    const bool buf_request = std::holds_alternative<protocol::RegisterBufRequest>(*request) ||
+                             std::holds_alternative<protocol::UnregisterBufRequest>(*request);
+    if (buf_request && session_version_ < protocol::kRegisteredBufSessionVersion) {
+      why = "dropped: " + header.Name() + " in a session of protocol version " +
+            std::to_string(session_version_) + " (registered buffers need version " +
+            std::to_string(protocol::kRegisteredBufSessionVersion) + ")";
+      break;
+    }
     bool send_arena = false;
     bool drop = false;
     Reply reply;
@@ -198,6 +214,8 @@ void Session::Run() {
       drop = protocol::ResultOf(reply).result < 0;
     } else if (doorbell) {
       reply = SetUpDoorbell(std::get<protocol::DoorbellRequest>(*request), fds);
+    } else if (auto* reg = std::get_if<protocol::RegisterBufRequest>(&*request)) {
+      reply = RegisterBuf(*reg, fds);
     } else {
       reply = Dispatch(*request);
     }
@@ -246,6 +264,8 @@ void Session::Run() {
   }
   views_.clear();
   handles_.clear();
+  for (protocol::ShmMapping& buf : bufs_) buf.Reset();
+  buf_sizes_.fill(0);
   // The client sees the end at once; the descriptor itself is closed when
   // the server reaps the session (Interrupt may still use it until then).
   shutdown(sock_.get(), SHUT_RDWR);
@@ -310,7 +330,17 @@ Session::Next Session::WaitForBell() {
     // (Only when poll says so: a blocking read on an idle client's socket
     // would stop us hearing the doorbell.)
     pollfd pfd{sock_.get(), POLLIN | POLLRDHUP, 0};
-    if (poll(&pfd, 1, 0) > 0) return Next::kSocket;
+    if (poll(&pfd, 1, 0) > 0) {
+      // A REGISTER_BUF's client rings before it sends the frame's socket
+      // twin (TakeSocketTwin), so a ring seen now comes first: the socket
+      // path must not take the twin as a request of its own.
+      const uint32_t latest = request_seq.load();
+      if (latest != bell_seq_ && !interrupted_.load()) {
+        bell_seq_ = latest;
+        return Next::kBell;
+      }
+      return Next::kSocket;
+    }
     interval_us = std::min(interval_us * 2, idle_cap_us);
     next_check = protocol::MonotonicMicros() + interval_us;
   }
@@ -334,11 +364,41 @@ Result<protocol::FrameHeader> Session::TakeBellRequest() {
                               std::to_string(header.payload_size) + " payload bytes in a " +
                               std::to_string(len) + "-byte frame");
   }
-  if (header.fd_count != 0) {
+  const bool twin = header.type == protocol::MessageType::kRegisterBuf &&
+                    session_version_ >= protocol::kRegisteredBufSessionVersion &&
+                    header.fd_count == 1;
+  if (header.fd_count != 0 && !twin) {
     return Status(EPROTO, "a doorbell " + header.Name() +
                               " claims descriptors, which only the socket can carry");
   }
   return header;
+}
+
+Status Session::TakeSocketTwin(protocol::FrameReader& reader, const protocol::FrameHeader& header,
+                               std::vector<protocol::UniqueFd>* fds) {
+  // The client sends the frame on the socket right after it rings, so this
+  // read waits briefly on an honest client; a dishonest one holds only its
+  // own session's thread, as one that stops mid-frame on the socket does.
+  Result<std::optional<protocol::Frame>> got = reader.Read();
+  if (!got.ok()) return got.status();
+  if (!got->has_value()) {
+    return Status(EPROTO, "the " + header.Name() +
+                              " rung on the doorbell was not on the socket (end of file)");
+  }
+  protocol::Frame& frame = **got;
+  const auto slot_payload =
+      std::span<const uint8_t>(bell_buf_).subspan(protocol::kFrameHeaderSize, header.payload_size);
+  if (frame.header.type != header.type || frame.header.request_id != header.request_id ||
+      frame.header.reply || frame.header.fd_count != header.fd_count ||
+      !std::equal(frame.payload.begin(), frame.payload.end(), slot_payload.begin(),
+                  slot_payload.end())) {
+    return Status(EPROTO, "the " + header.Name() + " rung on the doorbell (id " +
+                              std::to_string(header.request_id) +
+                              ") is not the frame on the socket (a " + frame.header.Name() +
+                              ", id " + std::to_string(frame.header.request_id) + ")");
+  }
+  *fds = std::move(frame.fds);
+  return Status::Ok();
 }
 
 void Session::RingReply(std::span<const uint8_t> frame) {
@@ -366,6 +426,28 @@ Reply Session::SetUpDoorbell(const protocol::DoorbellRequest& req,
   bell_request_seq_.store(bell_.WordAddress(protocol::kDoorbellRequestSeqOffset));
   Log().debug("session {}: requests move to the shared-memory doorbell", id_);
   return R{};
+}
+
+Reply Session::RegisterBuf(const protocol::RegisterBufRequest& req,
+                           std::vector<protocol::UniqueFd>& fds) {
+  using R = protocol::RegisterBufReply;
+  // The decoder checked the size and that one descriptor came.
+  const auto free_slot = std::find(buf_sizes_.begin(), buf_sizes_.end(), uint64_t{0});
+  if (free_slot == buf_sizes_.end()) {
+    return protocol::ErrorReply<R>(
+        Status(ENOSPC, "this session has " + std::to_string(protocol::kMaxRegisteredBufs) +
+                           " buffers registered, the limit; unregister one first"));
+  }
+  Status ok = protocol::CheckShmRegion(fds.at(0).get(), req.size);
+  if (!ok.ok()) return protocol::ErrorReply<R>(ok);
+  Result<protocol::ShmMapping> mapped = protocol::ShmMapping::Map(fds[0].get(), req.size);
+  if (!mapped.ok()) return protocol::ErrorReply<R>(mapped.status());
+  const size_t index = static_cast<size_t>(free_slot - buf_sizes_.begin());
+  bufs_[index] = std::move(*mapped);
+  buf_sizes_[index] = req.size;
+  R reply;
+  reply.buf_id = index + 1;
+  return reply;
 }
 
 Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::UniqueFd>& fds,
@@ -591,6 +673,20 @@ Reply Session::Dispatch(Request& request) {
           return Map(req);
         } else if constexpr (std::is_same_v<T, p::DoorbellRequest>) {
           return p::ErrorReply<p::DoorbellReply>(Status(EPROTO, "DOORBELL is handled by Run"));
+        } else if constexpr (std::is_same_v<T, p::RegisterBufRequest>) {
+          return p::ErrorReply<p::RegisterBufReply>(
+              Status(EPROTO, "REGISTER_BUF is handled by Run"));
+        } else if constexpr (std::is_same_v<T, p::UnregisterBufRequest>) {
+          // The decoder checked that the id is in 1..kMaxRegisteredBufs.
+          const size_t index = req.buf_id - 1;
+          if (buf_sizes_[index] == 0) {
+            return p::ErrorReply<p::UnregisterBufReply>(
+                Status(EINVAL, "no buffer has id " + std::to_string(req.buf_id) +
+                                   " in this session (never registered, or unregistered)"));
+          }
+          bufs_[index].Reset();
+          buf_sizes_[index] = 0;
+          return p::UnregisterBufReply{};
         } else if constexpr (std::is_same_v<T, p::UnmapRequest>) {
           if (views_.erase(req.view_id) == 0) {
             return p::ErrorReply<p::UnmapReply>(Status(

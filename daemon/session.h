@@ -14,6 +14,7 @@
 #ifndef ZFILE_DAEMON_SESSION_H_
 #define ZFILE_DAEMON_SESSION_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -28,6 +29,7 @@
 #include "protocol/doorbell.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "protocol/shm_region.h"
 #include "protocol/unique_fd.h"
 
 namespace zfile::daemon {
@@ -63,8 +65,15 @@ class Session {
   // Copies the request frame out of the doorbell's slot into bell_buf_ and
   // checks its header; the header, the payload being the rest of the frame
   // in bell_buf_. EPROTO, in words, for a length out of bounds, a bad
-  // header, or a frame that claims descriptors.
+  // header, or a frame that claims descriptors (but for REGISTER_BUF in a
+  // version 3 session, whose frame with its descriptor is on the socket:
+  // TakeSocketTwin).
   Result<protocol::FrameHeader> TakeBellRequest();
+  // For a doorbell request whose descriptors travel on the socket: reads the
+  // socket's next frame, which must be the same frame as the slot's
+  // (`header`, payload in bell_buf_); its descriptors go to `fds`.
+  Status TakeSocketTwin(protocol::FrameReader& reader, const protocol::FrameHeader& header,
+                        std::vector<protocol::UniqueFd>* fds);
   // Puts `frame` (a reply) in the doorbell's reply slot and rings.
   void RingReply(std::span<const uint8_t> frame);
   // DOORBELL: maps the client's doorbell region. A failed reply leaves the
@@ -80,11 +89,22 @@ class Session {
                         bool* send_arena);
   protocol::Reply Open(const protocol::OpenRequest& req);
   protocol::Reply Map(const protocol::MapRequest& req);
+  // REGISTER_BUF: checks and maps the client's memfd under the lowest free
+  // id. Refusals (a bad memfd, the session's kMaxRegisteredBufs in use) are
+  // failed replies; the session goes on.
+  protocol::Reply RegisterBuf(const protocol::RegisterBufRequest& req,
+                              std::vector<protocol::UniqueFd>& fds);
 
   // The handle of `id`, or nullptr.
   FileHandle* HandleOf(uint64_t id);
-  // The client's region at `offset` (the decoder checked the range).
-  uint8_t* Shm(uint64_t offset) { return shm_ + offset; }
+  // Where a request's shm_offset points: the client's region, or the
+  // registered buffer its top bits name (messages.h). The decoder checked
+  // the range against the region's or the buffer's size.
+  uint8_t* Shm(uint64_t shm_offset) {
+    const uint64_t id = protocol::BufIdOf(shm_offset);
+    if (id == 0) return shm_ + shm_offset;
+    return bufs_[id - 1].data() + protocol::BufOffsetOf(shm_offset);
+  }
 
   // Permission to `want` (4 read, 2 write) the file at `path`.
   Status CheckAccess(std::string_view path, uint32_t want);
@@ -100,6 +120,13 @@ class Session {
   uint8_t* shm_ = nullptr;
   size_t shm_size_ = 0;
   uint32_t session_version_ = 0;  // agreed at HELLO
+
+  // Registered buffers by id - 1: the mapping, and its size for the
+  // decoder (limits_.buf_sizes points at buf_sizes_; 0 for a free id).
+  // Ids are reused, lowest first: only this session's client names them,
+  // and a stale id confuses only that client.
+  std::array<protocol::ShmMapping, protocol::kMaxRegisteredBufs> bufs_;
+  std::array<uint64_t, protocol::kMaxRegisteredBufs> buf_sizes_{};
 
   // The doorbell, once DOORBELL set it up (mapped until the session is
   // destroyed, so that Interrupt may wake it at any time).

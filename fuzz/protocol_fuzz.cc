@@ -46,6 +46,9 @@ SessionLimits SessionAfterHello() {
   limits.shm_size = 1 << 20;
   limits.cache_page_size = 64 * 1024;
   limits.cache_arena_size = 256 << 20;
+  // Registered buffers 1 and 3 (2 is not registered), as in the samples.
+  static constexpr uint64_t kBufSizes[] = {1 << 20, 0, 8192};
+  limits.buf_sizes = kBufSizes;
   return limits;
 }
 

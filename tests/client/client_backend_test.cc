@@ -336,6 +336,33 @@ TEST_F(ClientBackend, LargeWriteAndReadAreSplitIntoRegionPieces) {
   EXPECT_EQ(zfile_close(f), 0);
 }
 
+// The fake speaks session version 1, as a daemon from before registered
+// buffers does: a registered buffer is then copied through the region, in
+// the same region-sized pieces as any memory, and its bytes arrive.
+TEST_F(ClientBackend, RegisteredBufferIsCopiedForAnOlderDaemon) {
+  zfile_file* f = Open("cnv/0");
+  const size_t len = kClientShmSize + 2 * kPage;  // 2 pieces
+  void* b = nullptr;
+  ASSERT_EQ(zfile_buf_alloc(vol_, len, &b), 0) << zfile_last_error();
+  auto data = Pattern(len, 9);
+  std::memcpy(b, data.data(), len);
+  const ClientCopyCounters before = ClientCopyCountersNow();
+  ASSERT_EQ(zfile_pwrite(f, b, len, 0), ssize_t(len)) << zfile_last_error();
+  const std::vector<uint64_t> expect = {kClientShmSize, 2 * kPage};
+  EXPECT_EQ(daemon_.seen().write_lengths, expect);
+  std::memset(b, 0, len);
+  ASSERT_EQ(zfile_pread(f, b, len, 0), ssize_t(len)) << zfile_last_error();
+  EXPECT_EQ(std::memcmp(b, data.data(), len), 0);
+  const ClientCopyCounters after = ClientCopyCountersNow();
+  EXPECT_EQ(after.copied_bytes - before.copied_bytes, 2 * len);
+  EXPECT_EQ(after.zero_copy_bytes, before.zero_copy_bytes);
+  EXPECT_EQ(zfile_close(f), 0);
+  // Closing the volume waits for the buffer to be freed.
+  EXPECT_EQ(zfile_vol_close(vol_), -EBUSY);
+  EXPECT_EQ(zfile_buf_free(vol_, b), 0) << zfile_last_error();
+  EXPECT_EQ(zfile_buf_free(vol_, b), -EINVAL);
+}
+
 TEST_F(ClientBackend, ShortWriteEndsTheCall) {
   daemon_.set_short_write(kPage);
   zfile_file* f = Open("cnv/short");

@@ -173,10 +173,15 @@ class RawClient {
 
   // `req` through the doorbell; its reply (a failed HELLO reply with
   // -ETIMEDOUT when none comes within 10 s).
-  p::Reply BellCall(const p::Request& req) {
+  // With `fds` (REGISTER_BUF), the same frame then goes with them on the
+  // socket, as a client does (connection.h).
+  p::Reply BellCall(const p::Request& req, std::span<const int> fds = {}) {
     Result<std::vector<uint8_t>> frame = p::EncodeRequest(++id_, req);
     EXPECT_TRUE(frame.ok());
     Ring(*frame, static_cast<uint32_t>(frame->size()));
+    if (!fds.empty()) {
+      EXPECT_TRUE(p::SendFrame(sock_.get(), *frame, fds).ok());
+    }
     std::atomic_ref<uint32_t> reply_seq = bell_.Word(p::kDoorbellReplySeqOffset);
     for (int i = 0; i < 1000 && reply_seq.load() != bell_seq_; ++i) {
       p::FutexWait(bell_.WordAddress(p::kDoorbellReplySeqOffset), reply_seq.load(), 10000);
@@ -201,6 +206,18 @@ class RawClient {
     auto reply = std::get<p::OpenReply>(BellCall(p::OpenRequest{.path = path, .flags = flags}));
     EXPECT_GE(reply.result, 0) << reply.message;
     return reply.handle;
+  }
+
+  // REGISTER_BUF of `fd` (`size` bytes) on the socket, or on the doorbell;
+  // the reply.
+  p::RegisterBufReply Register(int fd, uint64_t size, bool by_bell = false) {
+    p::RegisterBufRequest req{.size = size};
+    p::Reply reply = by_bell ? BellCall(req, {&fd, 1}) : Call(req, {&fd, 1});
+    if (auto* r = std::get_if<p::RegisterBufReply>(&reply)) return *r;
+    p::RegisterBufReply gone;
+    gone.result = p::ResultOf(reply).result < 0 ? p::ResultOf(reply).result : -EPROTO;
+    gone.message = p::ResultOf(reply).message;
+    return gone;
   }
 
   const p::DoorbellMap& bell() const { return bell_; }
@@ -1731,6 +1748,270 @@ TEST_F(ZfiledTest, IdleDoorbellSessionsBackOff) {
   const auto t1 = std::chrono::steady_clock::now();
   EXPECT_EQ(Terminate(), 0) << Log();
   EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(1));
+}
+
+// A registered buffer: a sealed memfd of `size` bytes named `name` (so
+// that tests can find the daemon's mapping of it), mapped here.
+struct TestBuf {
+  UniqueFd fd;
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  TestBuf(const char* name, size_t bytes) : size(bytes) {
+    fd.Reset(memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    EXPECT_TRUE(fd.valid());
+    EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(bytes)), 0);
+    EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+    void* addr = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    EXPECT_NE(addr, MAP_FAILED);
+    data = static_cast<uint8_t*>(addr);
+  }
+  ~TestBuf() {
+    if (data != nullptr) munmap(data, size);
+  }
+};
+
+// How many of `pid`'s mappings are of a memfd named `name`.
+size_t MappingsOf(pid_t pid, const std::string& name) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/memfd:" + name) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Waits (up to 5 s) until `pid` maps `name` `want` times; the last count.
+size_t AwaitMappings(pid_t pid, const std::string& name, size_t want) {
+  size_t n = MappingsOf(pid, name);
+  for (int i = 0; i < 100 && n != want; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    n = MappingsOf(pid, name);
+  }
+  return n;
+}
+
+TEST_F(ZfiledTest, RegisteredBuffersServeIoOnTheSocketAndTheDoorbell) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  p::HelloReply hello = c.Hello("default", p::kSessionProtocolVersion);
+  ASSERT_EQ(hello.result, 0) << hello.message;
+  ASSERT_EQ(hello.protocol_version, p::kRegisteredBufSessionVersion);
+  TestBuf a("zf-regbuf-a", 1 << 20);
+  p::RegisterBufReply ra = c.Register(a.fd.get(), a.size);
+  ASSERT_EQ(ra.result, 0) << ra.message;
+  EXPECT_EQ(ra.buf_id, 1u);
+  EXPECT_EQ(AwaitMappings(pid_, "zf-regbuf-a", 1), 1u);
+  const uint64_t h = c.Open("cnv/0", O_RDWR);
+
+  // Written from the buffer, read back into the region: the daemon used
+  // the buffer's bytes.
+  Fill(a.data + 4096, 65536, 9);
+  p::PwriteRequest w{
+      .handle = h, .offset = 0, .length = 65536, .rwf = 0, .shm_offset = p::BufShmOffset(1, 4096)};
+  EXPECT_EQ(p::ResultOf(c.Call(w)).result, 65536) << p::ResultOf(c.Call(w)).message;
+  p::PreadRequest r{.handle = h, .offset = 0, .length = 65536, .rwf = 0, .shm_offset = 0};
+  EXPECT_EQ(p::ResultOf(c.Call(r)).result, 65536);
+  EXPECT_EQ(std::memcmp(c.shm(), a.data + 4096, 65536), 0);
+
+  // On the doorbell: registering goes by the socket twin, I/O by the slot.
+  ASSERT_EQ(c.Doorbell(), 0);
+  TestBuf b("zf-regbuf-b", 1 << 20);
+  p::RegisterBufReply rb = c.Register(b.fd.get(), b.size, /*by_bell=*/true);
+  ASSERT_EQ(rb.result, 0) << rb.message;
+  EXPECT_EQ(rb.buf_id, 2u);
+  r.shm_offset = p::BufShmOffset(2, b.size - 65536);
+  EXPECT_EQ(p::ResultOf(c.BellCall(r)).result, 65536);
+  EXPECT_EQ(std::memcmp(b.data + b.size - 65536, a.data + 4096, 65536), 0);
+  p::AppendRequest ap{
+      .handle = c.BellOpen("seq/0", O_WRONLY), .length = 8192, .shm_offset = p::BufShmOffset(1, 0)};
+  EXPECT_EQ(p::ResultOf(c.BellCall(ap)).result, 8192);
+
+  // Unregistered: unmapped at once; a second time is refused in words and
+  // the session goes on.
+  EXPECT_EQ(p::ResultOf(c.BellCall(p::UnregisterBufRequest{.buf_id = 1})).result, 0);
+  EXPECT_EQ(AwaitMappings(pid_, "zf-regbuf-a", 0), 0u);
+  p::Reply again = c.BellCall(p::UnregisterBufRequest{.buf_id = 1});
+  EXPECT_EQ(p::ResultOf(again).result, -EINVAL);
+  EXPECT_NE(p::ResultOf(again).message.find("no buffer has id 1"), std::string::npos)
+      << p::ResultOf(again).message;
+  // The freed id is given again.
+  p::RegisterBufReply rc = c.Register(a.fd.get(), a.size, /*by_bell=*/true);
+  EXPECT_EQ(rc.buf_id, 1u) << rc.message;
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// REGISTER_BUFs whose memfd is wrong are refused in words; the session goes
+// on and keeps none of the descriptors.
+TEST_F(ZfiledTest, RegisterBufWithAWrongMemfdIsRefusedInWords) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
+  const size_t baseline = OpenFds(pid_);
+  auto refused = [&](int fd, uint64_t size, const std::string& words) {
+    p::RegisterBufReply reply = c.Register(fd, size);
+    EXPECT_EQ(reply.result, -EPROTO) << reply.message;
+    EXPECT_NE(reply.message.find(words), std::string::npos) << reply.message;
+    auto info = std::get<p::VolInfoReply>(c.Call(p::VolInfoRequest{}));
+    EXPECT_EQ(info.result, 0) << "the session did not go on after the refusal";
+  };
+  {  // A memfd that could be shrunk under the daemon's mapping.
+    UniqueFd unsealed(memfd_create("unsealed", MFD_CLOEXEC));
+    ASSERT_EQ(ftruncate(unsealed.get(), 65536), 0);
+    refused(unsealed.get(), 65536, "F_SEAL_SHRINK");
+  }
+  {  // Shorter than announced.
+    Result<UniqueFd> small = p::CreateShmRegion(4096);
+    ASSERT_TRUE(small.ok());
+    refused(small->get(), 65536, "less than the");
+  }
+  {  // Open only for reading.
+    Result<UniqueFd> region = p::CreateShmRegion(65536);
+    ASSERT_TRUE(region.ok());
+    const std::string proc = "/proc/self/fd/" + std::to_string(region->get());
+    UniqueFd ro(open(proc.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(ro.valid());
+    refused(ro.get(), 65536, "reading and writing");
+  }
+  {  // A regular file.
+    const std::string path = dir_ + "/buf";
+    UniqueFd file(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_EQ(ftruncate(file.get(), 65536), 0);
+    refused(file.get(), 65536, "memfd");
+  }
+  {  // Not even a file: the socket itself.
+    refused(c.sock(), 65536, "memfd");
+  }
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    back = OpenFds(pid_) <= baseline;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(back) << OpenFds(pid_) << " descriptors open, " << baseline << " before";
+  // None was registered: the first good one gets id 1.
+  Result<UniqueFd> good = p::CreateShmRegion(65536);
+  ASSERT_TRUE(good.ok());
+  EXPECT_EQ(c.Register(good->get(), 65536).buf_id, 1u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+TEST_F(ZfiledTest, RegistrationsPerSessionAreCapped) {
+  StartDevice();
+  const std::string name = "zf-regbuf-cap";
+  {
+    RawClient c;
+    ASSERT_TRUE(c.Connect(socket_));
+    ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
+    TestBuf buf(name.c_str(), 4096);
+    // One memfd registered over and over is as good as many for the count.
+    for (uint64_t i = 1; i <= p::kMaxRegisteredBufs; ++i) {
+      p::RegisterBufReply r = c.Register(buf.fd.get(), 4096);
+      ASSERT_EQ(r.result, 0) << i << ": " << r.message;
+      ASSERT_EQ(r.buf_id, i);
+    }
+    p::RegisterBufReply over = c.Register(buf.fd.get(), 4096);
+    EXPECT_EQ(over.result, -ENOSPC);
+    EXPECT_NE(over.message.find("256 buffers registered, the limit"), std::string::npos)
+        << over.message;
+    EXPECT_EQ(p::ResultOf(c.Call(p::UnregisterBufRequest{.buf_id = 77})).result, 0);
+    EXPECT_EQ(c.Register(buf.fd.get(), 4096).buf_id, 77u);
+    EXPECT_EQ(MappingsOf(pid_, name), p::kMaxRegisteredBufs);
+  }
+  // All of them go when the session ends.
+  EXPECT_EQ(AwaitMappings(pid_, name, 0), 0u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+TEST_F(ZfiledTest, RegisteredBufferRangesOutOfBoundsAreDroppedOthersCarryOn) {
+  StartDevice();
+  RawClient good;
+  ASSERT_TRUE(good.Connect(socket_));
+  ASSERT_EQ(good.Hello("default", p::kSessionProtocolVersion).result, 0);
+  const uint64_t gh = good.Open("seq/1", O_RDONLY);
+  struct Case {
+    const char* what;
+    uint64_t shm_offset;
+    uint64_t length;
+    bool by_bell;
+  };
+  const Case cases[] = {
+      {"an unknown id", p::BufShmOffset(2, 0), 4096, false},
+      {"an id past the limit", p::BufShmOffset(300, 0), 0, false},
+      {"a length past the buffer", p::BufShmOffset(1, 0), 65536 + 4096, false},
+      {"an offset past the buffer", p::BufShmOffset(1, 65536 + 1), 0, false},
+      {"a wrapping range", p::BufShmOffset(1, 4096), UINT64_MAX, false},
+      {"an unknown id by the doorbell", p::BufShmOffset(9, 0), 4096, true},
+      {"a range past the buffer by the doorbell", p::BufShmOffset(1, 61440), 8192, true},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    RawClient bad;
+    ASSERT_TRUE(bad.Connect(socket_));
+    ASSERT_EQ(bad.Hello("default", p::kSessionProtocolVersion).result, 0);
+    Result<UniqueFd> region = p::CreateShmRegion(65536);
+    ASSERT_TRUE(region.ok());
+    ASSERT_EQ(bad.Register(region->get(), 65536).buf_id, 1u);
+    const uint64_t h = bad.Open("cnv/0", O_RDWR);
+    p::PreadRequest r{
+        .handle = h, .offset = 0, .length = k.length, .rwf = 0, .shm_offset = k.shm_offset};
+    if (k.by_bell) {
+      ASSERT_EQ(bad.Doorbell(), 0);
+      Result<std::vector<uint8_t>> frame = p::EncodeRequest(99, r);
+      ASSERT_TRUE(frame.ok());
+      bad.Ring(*frame, static_cast<uint32_t>(frame->size()));
+    } else {
+      bad.Send(r);
+    }
+    EXPECT_TRUE(bad.Dropped());
+    auto st = std::get<p::FstatReply>(good.Call(p::FstatRequest{.handle = gh}));
+    EXPECT_EQ(st.result, 0) << st.message;
+  }
+  EXPECT_EQ(Terminate(), 0) << Log();
+  EXPECT_NE(Log().find("names buffer 2, which is not registered in this session"),
+            std::string::npos)
+      << Log();
+  EXPECT_NE(Log().find("is not inside registered buffer 1 of 65536 bytes"), std::string::npos)
+      << Log();
+}
+
+TEST_F(ZfiledTest, RegisteredBuffersOnlyInVersionThree) {
+  StartDevice();
+  for (uint32_t version : {1u, 2u}) {
+    SCOPED_TRACE(version);
+    RawClient old;
+    ASSERT_TRUE(old.Connect(socket_));
+    ASSERT_EQ(old.Hello("default", version).protocol_version, version);
+    Result<UniqueFd> region = p::CreateShmRegion(4096);
+    ASSERT_TRUE(region.ok());
+    old.Register(region->get(), 4096);
+    EXPECT_TRUE(old.Dropped());
+  }
+  {  // Nor UNREGISTER_BUF.
+    RawClient old;
+    ASSERT_TRUE(old.Connect(socket_));
+    ASSERT_EQ(old.Hello("default", 2).result, 0);
+    old.Send(p::UnregisterBufRequest{.buf_id = 1});
+    EXPECT_TRUE(old.Dropped());
+  }
+  {  // A doorbell REGISTER_BUF whose socket twin is another frame.
+    RawClient liar;
+    ASSERT_TRUE(liar.Connect(socket_));
+    ASSERT_EQ(liar.Hello("default", p::kSessionProtocolVersion).result, 0);
+    ASSERT_EQ(liar.Doorbell(), 0);
+    Result<std::vector<uint8_t>> frame = p::EncodeRequest(50, p::RegisterBufRequest{.size = 4096});
+    ASSERT_TRUE(frame.ok());
+    liar.Ring(*frame, static_cast<uint32_t>(frame->size()));
+    Result<UniqueFd> region = p::CreateShmRegion(8192);
+    ASSERT_TRUE(region.ok());
+    Result<std::vector<uint8_t>> other = p::EncodeRequest(50, p::RegisterBufRequest{.size = 8192});
+    int fd = region->get();
+    ASSERT_TRUE(p::SendFrame(liar.sock(), *other, {&fd, 1}).ok());
+    EXPECT_TRUE(liar.Dropped());
+  }
+  EXPECT_EQ(Terminate(), 0) << Log();
+  EXPECT_NE(Log().find("registered buffers need version 3"), std::string::npos) << Log();
+  EXPECT_NE(Log().find("is not the frame on the socket"), std::string::npos) << Log();
 }
 
 TEST(MayAccess, OwnerGroupOtherAndRoot) {

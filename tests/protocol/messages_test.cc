@@ -457,14 +457,85 @@ TEST(MessagesTest, SharedMemoryRangesMustLieInTheRegion) {
     ExpectProtocolError(DecodeIo(t, shm + 1, 0), "range [1048577, +0) is not inside");
     ExpectProtocolError(DecodeIo(t, 4096, shm), "is not inside");
     // offset + length wraps around 2^64 and would look small.
-    ExpectProtocolError(DecodeIo(t, UINT64_MAX, 2), "(offset + length overflows)");
+    ExpectProtocolError(DecodeIo(t, kBufOffsetMask, 2), "not inside");
     ExpectProtocolError(DecodeIo(t, 4096, UINT64_MAX - 4095), "(offset + length overflows)");
-    ExpectProtocolError(DecodeIo(t, UINT64_MAX, UINT64_MAX), "overflows");
+    ExpectProtocolError(DecodeIo(t, kBufOffsetMask, UINT64_MAX), "overflows");
+    // Offsets with any of the top 16 bits set name registered buffers
+    // (version 3); there are none in this session's limits but 1 and 3.
+    ExpectProtocolError(DecodeIo(t, UINT64_MAX, 2), "names buffer 65535");
+    ExpectProtocolError(DecodeIo(t, UINT64_MAX, UINT64_MAX), "names buffer 65535");
     // Before HELLO there is no region at all.
     SessionLimits none;
     EXPECT_TRUE(DecodeIo(t, 0, 0, none).ok());
     ExpectProtocolError(DecodeIo(t, 0, 1, none), "(no region was passed at HELLO)");
   }
+}
+
+TEST(MessagesTest, RegisteredBufferRangesMustLieInTheirBuffer) {
+  const uint64_t kShm = SampleLimits().shm_size;
+  // SampleLimits: buffer 1 of 1 MiB, 2 not registered, 3 of 8 KiB.
+  for (MessageType t : {MessageType::kPread, MessageType::kPwrite, MessageType::kAppend}) {
+    SCOPED_TRACE(std::string(MessageTypeName(t)));
+    EXPECT_TRUE(DecodeIo(t, BufShmOffset(1, 0), kShm).ok());
+    EXPECT_TRUE(DecodeIo(t, BufShmOffset(3, 4096), 4096).ok());
+    EXPECT_TRUE(DecodeIo(t, BufShmOffset(3, 8192), 0).ok());
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(3, 4096), 4097),
+                        "range [4096, +4097) is not inside registered buffer 3 of 8192 bytes");
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(3, 8193), 0), "not inside registered buffer 3");
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(1, 1), UINT64_MAX),
+                        "not inside registered buffer 1");
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(3, kBufOffsetMask), UINT64_MAX),
+                        "not inside registered buffer 3");
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(2, 0), 1),
+                        "names buffer 2, which is not registered in this session");
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(4, 0), 0), "names buffer 4, which is not");
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(0xFFFF, 0), 0), "names buffer 65535");
+    ExpectProtocolError(DecodeIo(t, UINT64_MAX, 0), "names buffer 65535");
+    // Without registered buffers (before HELLO, or an older session's
+    // limits) every buffer id is refused.
+    SessionLimits none;
+    none.shm_size = kShm;
+    ExpectProtocolError(DecodeIo(t, BufShmOffset(1, 0), 0, none), "is not registered");
+  }
+}
+
+TEST(MessagesTest, RegisterAndUnregisterBufAreChecked) {
+  auto reg = [](uint64_t size, uint8_t fds) {
+    return Craft(
+        MessageType::kRegisterBuf, false, [=](WireWriter& w) { w.U64(size); }, fds);
+  };
+  EXPECT_TRUE(DecodeRequestFrame(reg(kMinShmSize, 1)).ok());
+  EXPECT_TRUE(DecodeRequestFrame(reg(kMaxShmSize, 1)).ok());
+  for (uint64_t size :
+       {uint64_t{0}, uint64_t{4095}, uint64_t{4097}, kMaxShmSize + 4096, uint64_t{UINT64_MAX}}) {
+    ExpectProtocolError(DecodeRequestFrame(reg(size, 1)).status(),
+                        "shared-memory size " + std::to_string(size) + " is not a multiple of");
+  }
+  // Its memfd comes with it, and only that.
+  ExpectProtocolError(DecodeRequestFrame(reg(4096, 0)).status(), "must carry 1 file descriptor");
+  ExpectProtocolError(DecodeRequestFrame(reg(4096, 2)).status(), "must carry 1 file descriptor");
+  EXPECT_EQ(FdCount(Request(RegisterBufRequest{})), 1u);
+  EXPECT_EQ(FdCount(Reply(RegisterBufReply{})), 0u);
+
+  auto unreg = [](uint64_t id) {
+    return Craft(MessageType::kUnregisterBuf, false, [=](WireWriter& w) { w.U64(id); });
+  };
+  EXPECT_TRUE(DecodeRequestFrame(unreg(1)).ok());
+  EXPECT_TRUE(DecodeRequestFrame(unreg(kMaxRegisteredBufs)).ok());
+  for (uint64_t id : {uint64_t{0}, kMaxRegisteredBufs + 1, uint64_t{UINT64_MAX}}) {
+    ExpectProtocolError(DecodeRequestFrame(unreg(id)).status(),
+                        "buffer id " + std::to_string(id) + " is not from 1 to 256");
+  }
+  // The reply's id is checked the same way.
+  auto reply = [](uint64_t id) {
+    return Craft(MessageType::kRegisterBuf, true, [=](WireWriter& w) {
+      Ok(w);
+      w.U64(id);
+    });
+  };
+  EXPECT_TRUE(DecodeReplyFrame(reply(7)).ok());
+  ExpectProtocolError(DecodeReplyFrame(reply(0)).status(), "buffer id 0 is not from 1 to 256");
+  ExpectProtocolError(DecodeReplyFrame(reply(257)).status(), "buffer id 257");
 }
 
 TEST(MessagesTest, HelloRequestIsChecked) {

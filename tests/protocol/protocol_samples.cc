@@ -65,6 +65,10 @@ SessionLimits SampleLimits() {
   limits.shm_size = kShm;
   limits.cache_page_size = kPage;
   limits.cache_arena_size = kArena;
+  // Registered buffers 1 (the region's size) and 3 (8 KiB); 2 is not
+  // registered. fuzz/protocol_fuzz.cc's limits say the same.
+  static constexpr uint64_t kBufSizes[] = {kShm, 0, 8192};
+  limits.buf_sizes = kBufSizes;
   return limits;
 }
 
@@ -95,6 +99,12 @@ std::vector<Request> SampleRequests() {
   out.push_back(MapRequest{8, 65536 + 17, 1 << 20});
   out.push_back(UnmapRequest{UINT64_MAX - 1});
   out.push_back(DoorbellRequest{kDoorbellRegionSize});
+  out.push_back(PreadRequest{1, 0, kShm, 0, BufShmOffset(1, 0)});  // all of buffer 1
+  out.push_back(PwriteRequest{2, 4096, 4096, 0, BufShmOffset(3, 4096)});
+  out.push_back(AppendRequest{4, 0, BufShmOffset(3, 8192)});  // empty, at buffer 3's end
+  out.push_back(RegisterBufRequest{kShm});
+  out.push_back(RegisterBufRequest{kMaxShmSize});
+  out.push_back(UnregisterBufRequest{kMaxRegisteredBufs});
   return out;
 }
 
@@ -199,6 +209,12 @@ std::vector<Reply> SampleReplies() {
   out.push_back(Failed<UnmapReply>(EINVAL, "view 5 does not exist"));
   out.push_back(DoorbellReply{});
   out.push_back(Failed<DoorbellReply>(EPROTO, "a second DOORBELL"));
+  RegisterBufReply reg;
+  reg.buf_id = kMaxRegisteredBufs;
+  out.push_back(reg);
+  out.push_back(Failed<RegisterBufReply>(ENOSPC, "256 buffers registered, the limit"));
+  out.push_back(UnregisterBufReply{});
+  out.push_back(Failed<UnregisterBufReply>(EINVAL, "no buffer has id 9"));
   return out;
 }
 

@@ -240,7 +240,7 @@ TEST(FrameHeaderTest, RefusesUnsupportedVersion) {
 
 TEST(FrameHeaderTest, RefusesUnknownType) {
   auto bytes = HeaderBytes(SampleHeader());
-  for (uint16_t type : {0x0000, 0x0013, 0x00ff, 0x8000, 0x8013, 0xffff}) {
+  for (uint16_t type : {0x0000, 0x0015, 0x00ff, 0x8000, 0x8015, 0xffff}) {
     StoreLe16(bytes.data() + kTypeOffset, type);
     char hex[16];
     std::snprintf(hex, sizeof(hex), "0x%x", type);

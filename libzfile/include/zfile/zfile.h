@@ -18,7 +18,8 @@ extern "C" {
 #pragma GCC diagnostic ignored "-Wshadow"
 #endif
 
-#define ZFILE_API_VERSION 1
+/* 2: zfile_buf_alloc, zfile_buf_free. */
+#define ZFILE_API_VERSION 2
 
 typedef struct zfile_vol zfile_vol;   /* a mounted volume */
 typedef struct zfile_file zfile_file; /* an open file */
@@ -77,8 +78,8 @@ struct zfile_vol_info {
  * "errors=zone-ro,explicit-open", or NULL; an unknown option is -EINVAL. */
 int zfile_vol_open(const char *uri, const char *options, zfile_vol **vol);
 /* Writes back dirty data and unmounts. -EBUSY, and nothing done, while
- * files of the volume are open or views mapped; any other result means the
- * volume is gone. */
+ * files of the volume are open, views mapped or buffers (zfile_buf_alloc)
+ * allocated; any other result means the volume is gone. */
 int zfile_vol_close(zfile_vol *vol);
 int zfile_vol_sync(zfile_vol *vol);
 int zfile_vol_info(zfile_vol *vol, struct zfile_vol_info *info);
@@ -114,6 +115,18 @@ int zfile_chown(zfile_vol *vol, const char *path, uint32_t uid, uint32_t gid);
  * at most half of the page cache (ENOMEM beyond). */
 int zfile_map(zfile_file *file, uint64_t off, size_t len, const void **addr, zfile_view **view);
 int zfile_unmap(zfile_view *view);
+
+/* Registered buffers (API version 2). *buf gets size bytes (1 to 1 GiB,
+ * -EINVAL otherwise) of zero-filled memory aligned to the page size, which
+ * every I/O call of the volume's files takes (O_DIRECT included). Against
+ * zfiled, a call whose memory lies wholly inside one such buffer moves its
+ * data without a copy: the daemon reads and writes the buffer itself (any
+ * other memory is copied through a shared region). Embedded, it is plain
+ * memory. zfile_buf_free takes only a pointer zfile_buf_alloc returned for
+ * this volume and not yet freed (-EINVAL, nothing done, otherwise); the
+ * memory must not be in use by a call of another thread then. */
+int zfile_buf_alloc(zfile_vol *vol, size_t size, void **buf);
+int zfile_buf_free(zfile_vol *vol, void *buf);
 
 /* ZFILE_API_VERSION of the library at run time. */
 int zfile_api_version(void);

@@ -9,6 +9,11 @@
 //  - Close() of a volume refuses with EBUSY, changing nothing, while files
 //    are open or views mapped; after any other result the volume is gone.
 //  - A view may outlive the file it was made through, not its volume.
+//  - Registered buffers (BufAlloc) are page-aligned, zero-filled memory of
+//    at least the size asked, kMaxBufSize at most, that the volume's files
+//    take like any other memory; Close() refuses with EBUSY while any is
+//    allocated. BufFree takes only a pointer BufAlloc returned and has not
+//    taken back (EINVAL otherwise, changing nothing).
 #ifndef ZFILE_API_BACKEND_H_
 #define ZFILE_API_BACKEND_H_
 
@@ -23,6 +28,13 @@
 #include "engine/volume.h"      // VolumeInfo
 
 namespace zfile {
+
+inline constexpr size_t kMaxBufSize = size_t{1} << 30;
+
+// The size a registered buffer of `size` bytes gets: rounded up to the page
+// size (and to 4 KiB, the protocol's unit). EINVAL, in words, for 0 or more
+// than kMaxBufSize.
+Result<size_t> BufAllocSize(size_t size);
 
 class ViewBackend {
  public:
@@ -57,6 +69,9 @@ class VolBackend {
   virtual Status Stat(std::string_view path, FileStat* st) = 0;
   virtual Status Chmod(std::string_view path, uint32_t mode) = 0;
   virtual Status Chown(std::string_view path, uint32_t uid, uint32_t gid) = 0;
+  // See "Registered buffers" above.
+  virtual Result<void*> BufAlloc(size_t size) = 0;
+  virtual Status BufFree(void* buf) = 0;
   // The engine behind an embedded volume, for tests; nullptr for a client.
   virtual Volume* engine() { return nullptr; }
 };

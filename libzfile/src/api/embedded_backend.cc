@@ -1,5 +1,14 @@
 // The C API's backend when the engine runs in this process.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <utility>
 
 #include "api/backend.h"
@@ -52,7 +61,21 @@ class EmbeddedVolume final : public VolBackend {
  public:
   explicit EmbeddedVolume(std::unique_ptr<Volume> volume) : volume_(std::move(volume)) {}
 
+  ~EmbeddedVolume() override {
+    // Close() refused while buffers were allocated; a volume destroyed
+    // without a Close() (a failed open) has none.
+    for (const auto& [addr, size] : bufs_) ::munmap(reinterpret_cast<void*>(addr), size);
+  }
+
   Status Close() override {
+    {
+      std::lock_guard<std::mutex> lock(bufs_mu_);
+      if (!bufs_.empty()) {
+        return Status(EBUSY, "the volume has " + std::to_string(bufs_.size()) +
+                                 " registered buffer(s) still allocated; free them "
+                                 "(zfile_buf_free) before closing the volume");
+      }
+    }
     Status s = volume_->Unmount();
     // Refused (files open, views mapped): nothing happened. EBUSY means
     // exactly that, so a failure after the unmount went ahead never says
@@ -79,11 +102,48 @@ class EmbeddedVolume final : public VolBackend {
   }
   Volume* engine() override { return volume_.get(); }
 
+  // Anonymous pages: page-aligned, as O_DIRECT wants, and given back to the
+  // kernel whole on free.
+  Result<void*> BufAlloc(size_t size) override {
+    ZF_ASSIGN_OR_RETURN(const size_t rounded, BufAllocSize(size));
+    void* addr =
+        ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (addr == MAP_FAILED) return ErrnoStatus(errno, "allocating a buffer");
+    std::lock_guard<std::mutex> lock(bufs_mu_);
+    bufs_.emplace(reinterpret_cast<uintptr_t>(addr), rounded);
+    return addr;
+  }
+
+  Status BufFree(void* buf) override {
+    std::lock_guard<std::mutex> lock(bufs_mu_);
+    auto it = bufs_.find(reinterpret_cast<uintptr_t>(buf));
+    if (it == bufs_.end()) {
+      return Status(EINVAL,
+                    "zfile_buf_free: this pointer is not a buffer zfile_buf_alloc returned for "
+                    "this volume (or it was freed already)");
+    }
+    ::munmap(buf, it->second);
+    bufs_.erase(it);
+    return Status::Ok();
+  }
+
  private:
   std::unique_ptr<Volume> volume_;
+  std::mutex bufs_mu_;
+  std::map<uintptr_t, size_t> bufs_;  // guarded by bufs_mu_: address -> mapped size
 };
 
 }  // namespace
+
+Result<size_t> BufAllocSize(size_t size) {
+  if (size == 0 || size > kMaxBufSize) {
+    return Status(EINVAL, "zfile_buf_alloc: a buffer of " + std::to_string(size) +
+                              " bytes (sizes are 1 byte to " + std::to_string(kMaxBufSize) + ")");
+  }
+  const long sys_page = ::sysconf(_SC_PAGESIZE);
+  const size_t page = std::max<size_t>(sys_page > 0 ? static_cast<size_t>(sys_page) : 4096, 4096);
+  return (size + page - 1) / page * page;
+}
 
 Result<std::unique_ptr<VolBackend>> OpenEmbeddedVolume(std::string_view uri,
                                                        std::string_view options) {

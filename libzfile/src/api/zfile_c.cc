@@ -253,6 +253,20 @@ int zfile_unmap(zfile_view* view) {
   return Ok();
 }
 
+int zfile_buf_alloc(zfile_vol* vol, size_t size, void** buf) {
+  if (buf != nullptr) *buf = nullptr;
+  if (vol == nullptr || buf == nullptr) return Fail(EINVAL, "zfile_buf_alloc: NULL argument");
+  auto got = vol->backend->BufAlloc(size);
+  if (!got.ok()) return Fail(got.status());
+  *buf = *got;
+  return Ok();
+}
+
+int zfile_buf_free(zfile_vol* vol, void* buf) {
+  if (vol == nullptr || buf == nullptr) return Fail(EINVAL, "zfile_buf_free: NULL argument");
+  return Done(vol->backend->BufFree(buf));
+}
+
 const char* zfile_last_error(void) { return last_error.c_str(); }
 
 int zfile_api_version(void) { return ZFILE_API_VERSION; }

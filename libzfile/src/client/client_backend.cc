@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "client/client_uri.h"
 #include "client/connection.h"
 #include "protocol/messages.h"
+#include "protocol/shm_region.h"
 #include "zfile/zfile.h"
 
 namespace zfile {
@@ -22,6 +25,9 @@ namespace zfile {
 namespace proto = zfile::protocol;
 
 namespace {
+
+std::atomic<uint64_t> zero_copy_bytes{0};
+std::atomic<uint64_t> copied_bytes{0};
 
 FileStat ToFileStat(const proto::StatInfo& in) {
   FileStat st;
@@ -61,6 +67,20 @@ VolumeInfo ToVolumeInfo(const proto::VolumeInfo& in, const std::string& uri) {
   return v;
 }
 
+// A registered buffer (zfile_buf_alloc): a sealed memfd, mapped here, that
+// connections register with their sessions as I/O needs it. I/O holds a
+// reference while in flight, so a free meanwhile cannot unmap it under a
+// copy or the daemon's reply.
+struct RegBuf {
+  uint64_t key = 0;  // never reused for another buffer (Connection::RegisterBuf)
+  proto::UniqueFd fd;
+  proto::ShmMapping map;
+  // Set first by a free: I/O that sees it no longer registers the buffer
+  // anywhere (it copies), so that none is left registered once the free
+  // has unregistered it from every connection.
+  std::atomic<bool> freed{false};
+};
+
 // What a volume, its files and its views share. Files and views keep it
 // (and their connection) alive, so that whatever order the C API's objects
 // are destroyed in, nothing points at freed memory.
@@ -78,6 +98,12 @@ struct ClientState {
   // that has begun.
   std::atomic<int> files{0};
   std::atomic<int> views{0};
+
+  // Registered buffers by address. Never held while taking a connection's
+  // mu(), which frees take after it.
+  std::mutex buf_mu;
+  std::map<uintptr_t, std::shared_ptr<RegBuf>> bufs;  // guarded by buf_mu
+  uint64_t next_buf_key = 1;                          // guarded by buf_mu
 };
 
 Result<std::shared_ptr<Connection>> NewConnection(const ClientState& state) {
@@ -176,30 +202,40 @@ class ClientFile final : public FileBackend {
   Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     auto* out = static_cast<uint8_t*>(buf);
-    return InPieces(
-        "PREAD", len,
+    std::shared_ptr<RegBuf> hold;
+    const std::optional<uint64_t> direct = ZeroCopyOffset(buf, len, &hold);
+    Result<size_t> moved = InPieces(
+        "PREAD", len, direct ? len : piece_,
         [&](size_t done, size_t piece) -> Result<uint64_t> {
           proto::PreadRequest req;
           req.handle = handle_;
           req.offset = offset + done;
           req.length = piece;
           req.rwf = rwf;
-          req.shm_offset = 0;
+          req.shm_offset = direct ? *direct + done : 0;
           ZF_ASSIGN_OR_RETURN(proto::PreadReply reply, conn_->Call<proto::PreadReply>(req));
           return static_cast<uint64_t>(reply.result);
         },
         [&](size_t done, uint64_t n) {
-          if (n > 0) std::memcpy(out + done, conn_->shm(), n);
+          if (!direct && n > 0) std::memcpy(out + done, conn_->shm(), n);
         });
+    Count(direct.has_value(), moved);
+    return moved;
   }
 
   Result<size_t> PWrite(const void* buf, size_t len, uint64_t offset, int rwf) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     const auto* in = static_cast<const uint8_t*>(buf);
-    return InPieces("PWRITE", len, [&](size_t done, size_t piece) {
-      CopyIn(in + done, piece);
-      return SendPwrite(offset + done, piece, rwf);
-    });
+    std::shared_ptr<RegBuf> hold;
+    const std::optional<uint64_t> direct = ZeroCopyOffset(buf, len, &hold);
+    Result<size_t> moved =
+        InPieces("PWRITE", len, direct ? len : piece_, [&](size_t done, size_t piece) {
+          if (direct) return SendPwrite(offset + done, piece, rwf, *direct + done);
+          CopyIn(in + done, piece);
+          return SendPwrite(offset + done, piece, rwf, 0);
+        });
+    Count(direct.has_value(), moved);
+    return moved;
   }
 
   // Only the first piece is an APPEND. Another appender (another session,
@@ -212,19 +248,22 @@ class ClientFile final : public FileBackend {
   // at the write pointer wherever they are aimed: there every piece is an
   // APPEND, and one that did not land right behind its predecessor ends the
   // call short (its bytes are in the file past the interloper's, but not
-  // counted).
+  // counted). A registered buffer goes in one APPEND, as in embedded mode.
   Result<size_t> Append(const void* buf, size_t len, uint64_t* landed) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     const auto* in = static_cast<const uint8_t*>(buf);
+    std::shared_ptr<RegBuf> hold;
+    const std::optional<uint64_t> direct = ZeroCopyOffset(buf, len, &hold);
     uint64_t start = 0;
-    Result<size_t> moved =
-        InPieces("APPEND", len, [&](size_t done, size_t piece) -> Result<uint64_t> {
-          CopyIn(in + done, piece);
-          if (done > 0 && !o_append_) return SendPwrite(start + done, piece, /*rwf=*/0);
+    Result<size_t> moved = InPieces(
+        "APPEND", len, direct ? len : piece_, [&](size_t done, size_t piece) -> Result<uint64_t> {
+          const uint64_t shm_offset = direct ? *direct + done : 0;
+          if (!direct) CopyIn(in + done, piece);
+          if (done > 0 && !o_append_) return SendPwrite(start + done, piece, /*rwf=*/0, shm_offset);
           proto::AppendRequest req;
           req.handle = handle_;
           req.length = piece;
-          req.shm_offset = 0;
+          req.shm_offset = shm_offset;
           ZF_ASSIGN_OR_RETURN(proto::AppendReply reply, conn_->Call<proto::AppendReply>(req));
           if (done == 0) {
             start = reply.offset;
@@ -233,6 +272,7 @@ class ClientFile final : public FileBackend {
           }
           return static_cast<uint64_t>(reply.result);
         });
+    Count(direct.has_value(), moved);
     if (moved.ok() && landed != nullptr) *landed = start;
     return moved;
   }
@@ -324,9 +364,9 @@ class ClientFile final : public FileBackend {
   }
 
   // With mu() held: carries out one call of `len` bytes as requests of at
-  // most piece_ bytes each, in order. `send(done, piece)` sends the piece
-  // that starts `done` bytes into the call and returns how many bytes the
-  // daemon says it moved; `received(done, n)` then takes them (a read
+  // most `piece_size` bytes each, in order. `send(done, piece)` sends the
+  // piece that starts `done` bytes into the call and returns how many bytes
+  // the daemon says it moved; `received(done, n)` then takes them (a read
   // copies them out of the region). At least one request is sent, so that
   // a call of 0 bytes is still checked by the engine (a write-only handle,
   // ...), as in embedded mode. A short piece ends the call (end of file, a
@@ -335,10 +375,11 @@ class ClientFile final : public FileBackend {
   // the first piece is the call's error. A count larger than the piece
   // breaks the connection (`what` names the request in that error).
   template <typename Send, typename Received>
-  Result<size_t> InPieces(const char* what, size_t len, Send send, Received received) {
+  Result<size_t> InPieces(const char* what, size_t len, size_t piece_size, Send send,
+                          Received received) {
     size_t done = 0;
     do {
-      const size_t piece = std::min(len - done, piece_);
+      const size_t piece = std::min(len - done, piece_size);
       Result<uint64_t> n = send(done, piece);
       if (!n.ok()) {
         if (done > 0) break;
@@ -352,8 +393,40 @@ class ClientFile final : public FileBackend {
     return done;
   }
   template <typename Send>
-  Result<size_t> InPieces(const char* what, size_t len, Send send) {
-    return InPieces(what, len, send, [](size_t, uint64_t) {});
+  Result<size_t> InPieces(const char* what, size_t len, size_t piece_size, Send send) {
+    return InPieces(what, len, piece_size, send, [](size_t, uint64_t) {});
+  }
+
+  // With mu() held: the shm_offset that names [p, p + len) in a registered
+  // buffer of the volume, registering the buffer with this connection's
+  // session first if need be; nullopt when the range is not wholly inside
+  // one, or the session cannot take it (an older daemon, its limit, ...):
+  // the call then copies through the region. `hold` keeps the buffer
+  // mapped until the call is done.
+  std::optional<uint64_t> ZeroCopyOffset(const void* p, size_t len, std::shared_ptr<RegBuf>* hold) {
+    if (!conn_->can_register() || p == nullptr) return std::nullopt;
+    const auto addr = reinterpret_cast<uintptr_t>(p);
+    {
+      std::lock_guard<std::mutex> lock(state_->buf_mu);
+      auto it = state_->bufs.upper_bound(addr);
+      if (it == state_->bufs.begin()) return std::nullopt;
+      --it;
+      const uint64_t off = addr - it->first;
+      const uint64_t size = it->second->map.size();
+      if (off > size || len > size - off) return std::nullopt;
+      *hold = it->second;
+    }
+    const RegBuf& buf = **hold;
+    if (buf.freed.load()) return std::nullopt;
+    Result<uint64_t> id = conn_->RegisterBuf(buf.key, buf.fd.get(), buf.map.size());
+    if (!id.ok()) return std::nullopt;
+    return proto::BufShmOffset(*id, addr - reinterpret_cast<uintptr_t>(buf.map.data()));
+  }
+
+  // Counts what a call moved, by path (ClientCopyCounters).
+  static void Count(bool direct, const Result<size_t>& moved) {
+    if (!moved.ok()) return;
+    (direct ? zero_copy_bytes : copied_bytes).fetch_add(*moved, std::memory_order_relaxed);
   }
 
   // With mu() held: the region's first `len` bytes become `data`'s.
@@ -361,15 +434,15 @@ class ClientFile final : public FileBackend {
     if (len > 0) std::memcpy(conn_->shm(), data, len);
   }
 
-  // With mu() held: a PWRITE of the region's first `len` bytes at
-  // `offset`; the bytes written.
-  Result<uint64_t> SendPwrite(uint64_t offset, size_t len, int rwf) {
+  // With mu() held: a PWRITE of `len` bytes at `shm_offset` (0: the
+  // region's start) to `offset`; the bytes written.
+  Result<uint64_t> SendPwrite(uint64_t offset, size_t len, int rwf, uint64_t shm_offset) {
     proto::PwriteRequest req;
     req.handle = handle_;
     req.offset = offset;
     req.length = len;
     req.rwf = rwf;
-    req.shm_offset = 0;
+    req.shm_offset = shm_offset;
     ZF_ASSIGN_OR_RETURN(proto::PwriteReply reply, conn_->Call<proto::PwriteReply>(req));
     return static_cast<uint64_t>(reply.result);
   }
@@ -389,6 +462,14 @@ class ClientVolume final : public VolBackend {
 
   Status Close() override {
     std::lock_guard<std::mutex> lock(state_->mu);
+    {
+      std::lock_guard<std::mutex> bufs_lock(state_->buf_mu);
+      if (!state_->bufs.empty()) {
+        return Status(EBUSY, "the volume has " + std::to_string(state_->bufs.size()) +
+                                 " registered buffer(s) still allocated; free them "
+                                 "(zfile_buf_free) before closing the volume");
+      }
+    }
     const int files = state_->files.load();
     const int views = state_->views.load();
     // "still open", as the embedded engine's refusal (Volume::Unmount)
@@ -460,6 +541,51 @@ class ClientVolume final : public VolBackend {
     req.path = std::string(path);
     req.mode = mode;
     return VolumeCall<proto::ChmodReply>(req).status();
+  }
+
+  Result<void*> BufAlloc(size_t size) override {
+    ZF_ASSIGN_OR_RETURN(const size_t rounded, BufAllocSize(size));
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      ZF_RETURN_IF_ERROR(CheckOpen());
+    }
+    auto buf = std::make_shared<RegBuf>();
+    ZF_ASSIGN_OR_RETURN(buf->fd, proto::CreateShmRegion(rounded));
+    ZF_ASSIGN_OR_RETURN(buf->map, proto::ShmMapping::Map(buf->fd.get(), rounded));
+    void* addr = buf->map.data();
+    std::lock_guard<std::mutex> lock(state_->buf_mu);
+    buf->key = state_->next_buf_key++;
+    state_->bufs.emplace(reinterpret_cast<uintptr_t>(addr), std::move(buf));
+    return addr;
+  }
+
+  Status BufFree(void* p) override {
+    std::shared_ptr<RegBuf> buf;
+    {
+      std::lock_guard<std::mutex> lock(state_->buf_mu);
+      auto it = state_->bufs.find(reinterpret_cast<uintptr_t>(p));
+      if (it == state_->bufs.end()) {
+        return Status(EINVAL,
+                      "zfile_buf_free: this pointer is not a buffer zfile_buf_alloc returned "
+                      "for this volume (or it was freed already)");
+      }
+      buf = std::move(it->second);
+      state_->bufs.erase(it);
+    }
+    buf->freed.store(true);
+    // Every connection a file or view may use is in the pool (broken ones
+    // aside, whose sessions are gone and took their buffers along).
+    std::vector<std::shared_ptr<Connection>> pool;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      pool = state_->pool;
+    }
+    for (const auto& conn : pool) {
+      std::lock_guard<std::mutex> lock(conn->mu());
+      conn->UnregisterBuf(buf->key);
+    }
+    // The memory goes when the last I/O still using it lets go of `buf`.
+    return Status::Ok();
   }
 
   Status Chown(std::string_view path, uint32_t uid, uint32_t gid) override {
@@ -555,6 +681,11 @@ class ClientVolume final : public VolBackend {
 };
 
 }  // namespace
+
+ClientCopyCounters ClientCopyCountersNow() {
+  return {zero_copy_bytes.load(std::memory_order_relaxed),
+          copied_bytes.load(std::memory_order_relaxed)};
+}
 
 Result<std::unique_ptr<VolBackend>> OpenClientVolume(std::string_view uri,
                                                      std::string_view options) {

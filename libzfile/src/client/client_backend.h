@@ -15,7 +15,12 @@
 // request of the same connection in between the pieces.
 //
 // Bulk data moves through the region: one copy in (writes) or out (reads)
-// per call and direction, never through the socket.
+// per call and direction, never through the socket; or, for a call whose
+// memory lies wholly inside a registered buffer (zfile_buf_alloc: a sealed
+// memfd per buffer), through that buffer itself, which each connection
+// registers with its session the first time it does I/O on it (session
+// version 3; older daemons and ZFILE_REGBUF=0 get the copy). Such a call
+// goes as one request however large, as in embedded mode.
 #ifndef ZFILE_CLIENT_CLIENT_BACKEND_H_
 #define ZFILE_CLIENT_CLIENT_BACKEND_H_
 
@@ -31,6 +36,14 @@ namespace zfile {
 
 inline constexpr size_t kMaxClientConnections = 4;
 inline constexpr uint64_t kClientShmSize = uint64_t{8} << 20;
+
+// Bytes that client-mode calls of this process moved without a copy
+// (registered buffers) and through the region, for tests and benchmarks.
+struct ClientCopyCounters {
+  uint64_t zero_copy_bytes = 0;
+  uint64_t copied_bytes = 0;
+};
+ClientCopyCounters ClientCopyCountersNow();
 
 // Connects to the daemon `uri` names (client_uri.h) and opens a session on
 // its volume. `options` must be empty (EINVAL otherwise): the daemon's

@@ -66,6 +66,9 @@ Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
   if (const char* env = secure_getenv("ZFILE_DOORBELL")) {
     want_doorbell_ = std::strcmp(env, "0") != 0;
   }
+  if (const char* env = secure_getenv("ZFILE_REGBUF")) {
+    want_regbuf_ = std::strcmp(env, "0") != 0;
+  }
   if (const char* env = secure_getenv("ZFILE_DOORBELL_SPIN_US")) {
     spin_us_ = static_cast<uint32_t>(std::min<unsigned long>(std::strtoul(env, nullptr, 10), 1000));
   }
@@ -112,7 +115,11 @@ Status Connection::Hello(uint64_t shm_size) {
   shm_size_ = shm_size;
 
   proto::HelloRequest hello;
-  const uint32_t version = want_doorbell_ ? proto::kSessionProtocolVersion : 1;
+  // The highest version whose additions this client will use: version 3
+  // means registered buffers, 2 the doorbell.
+  const uint32_t version = want_regbuf_     ? proto::kSessionProtocolVersion
+                           : want_doorbell_ ? proto::kDoorbellSessionVersion
+                                            : 1;
   hello.protocol_version = version;
   hello.volume = target_.volume;
   hello.shm_size = shm_size;
@@ -151,7 +158,10 @@ Status Connection::Hello(uint64_t shm_size) {
     limits_.cache_arena_size = reply.cache_arena_size;
   }
   hello_volume_ = reply.volume;
-  if (reply.protocol_version >= proto::kDoorbellSessionVersion) return SetUpDoorbell();
+  can_register_ = want_regbuf_ && reply.protocol_version >= proto::kRegisteredBufSessionVersion;
+  if (want_doorbell_ && reply.protocol_version >= proto::kDoorbellSessionVersion) {
+    return SetUpDoorbell();
+  }
   return Status::Ok();
 }
 
@@ -182,7 +192,12 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
   // A request the codec refuses (a path too long, ...) is the caller's
   // error; nothing was sent, so the connection stays good.
   ZF_RETURN_IF_ERROR(proto::EncodeRequest(id, request, &send_buf_));
-  if (bell_.mapped() && fds.empty() && fds_out == nullptr) return BellRoundTrip(id, type);
+  // Descriptors cannot go through the doorbell; REGISTER_BUF's go with its
+  // socket twin (connection.h). HELLO and DOORBELL come before the bell.
+  if (bell_.mapped() && fds_out == nullptr &&
+      (fds.empty() || type == proto::MessageType::kRegisterBuf)) {
+    return BellRoundTrip(id, type, fds);
+  }
   Status sent = proto::SendFrame(sock_.get(), send_buf_, fds);
   if (!sent.ok()) {
     return Break(Status(sent.err() == EPIPE ? EPIPE : ECONNRESET,
@@ -216,7 +231,43 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
   return std::move(reply).value();
 }
 
-Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type) {
+Result<uint64_t> Connection::RegisterBuf(uint64_t key, int fd, uint64_t size) {
+  if (auto it = bufs_.find(key); it != bufs_.end()) return it->second;
+  if (!can_register_) {
+    return Status(EOPNOTSUPP, "this session with zfiled does not take registered buffers");
+  }
+  if (bufs_.size() >= proto::kMaxRegisteredBufs) {
+    return Status(ENOSPC, "this session has the most registered buffers it may have");
+  }
+  proto::RegisterBufRequest req;
+  req.size = size;
+  const int fds[] = {fd};
+  ZF_ASSIGN_OR_RETURN(proto::Reply any, RoundTrip(req, fds, nullptr));
+  auto* reply = std::get_if<proto::RegisterBufReply>(&any);
+  if (reply == nullptr) return Break(Status(EPROTO, "zfiled answered with another reply type"));
+  ZF_RETURN_IF_ERROR(proto::StatusOf(*reply));
+  for (const auto& [other_key, id] : bufs_) {
+    if (id == reply->buf_id) {
+      return Break(
+          Status(EPROTO, "zfiled gave buffer id " + std::to_string(id) + " twice in one session"));
+    }
+  }
+  bufs_.emplace(key, reply->buf_id);
+  return reply->buf_id;
+}
+
+void Connection::UnregisterBuf(uint64_t key) {
+  auto it = bufs_.find(key);
+  if (it == bufs_.end()) return;
+  proto::UnregisterBufRequest req;
+  req.buf_id = it->second;
+  bufs_.erase(it);
+  // A broken session has lost its buffers along with everything else.
+  if (broken_.ok()) (void)Call<proto::UnregisterBufReply>(req);
+}
+
+Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type,
+                                               std::span<const int> fds) {
   auto name = [&] { return std::string(proto::MessageTypeName(type)); };
   // EncodeRequest makes frames of at most kMaxFrameSize bytes, which fit.
   std::memcpy(bell_.RequestSlot(), send_buf_.data(), send_buf_.size());
@@ -232,6 +283,17 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
     proto::FutexWake(bell_.WordAddress(proto::kDoorbellRequestSeqOffset));
   }
   doorbell_calls_.fetch_add(1, std::memory_order_relaxed);
+  if (!fds.empty()) {
+    // After the ring, not before: the daemon, finding the socket readable,
+    // looks for a ring first (Session::WaitForBell), so it never takes
+    // this frame as a request of the socket's.
+    Status sent = proto::SendFrame(sock_.get(), send_buf_, fds);
+    if (!sent.ok()) {
+      return Break(Status(sent.err() == EPIPE ? EPIPE : ECONNRESET,
+                          "zfiled went away (sending a " + name() +
+                              " request's descriptor failed: " + sent.message() + ")"));
+    }
+  }
 
   auto answered = [&] { return reply_seq.load() == seq; };
   if (!proto::SpinFor(spin_us_, answered)) {

@@ -19,6 +19,13 @@
 // ZFILE_DOORBELL_SPIN_US=N busy-waits up to N µs for a reply before
 // sleeping (default 0: spinning helps only with a core to spare).
 //
+// When the daemon speaks session version 3 (and ZFILE_REGBUF is not 0), the
+// connection can register the volume's registered buffers (client_backend.h)
+// with its session, lazily, so that I/O on them names them instead of the
+// region (no copy). REGISTER_BUF carries a descriptor: on the doorbell it
+// rings with the frame in the slot and sends the same frame with the
+// descriptor on the socket (the daemon reads it there).
+//
 // A connection belongs to the process that opened it. In a child forked
 // since, every Call() fails with ECONNRESET saying so, and the parent's
 // session is left alone: the child would share the parent's socket, region
@@ -36,6 +43,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -98,6 +106,17 @@ class Connection {
   bool on_doorbell() const { return bell_.mapped(); }
   uint64_t doorbell_calls() const { return doorbell_calls_.load(std::memory_order_relaxed); }
 
+  // Whether the session can take registered buffers (version 3 agreed and
+  // not turned off by ZFILE_REGBUF=0).
+  bool can_register() const { return can_register_; }
+  // With mu() held: the session's id for the buffer the volume knows as
+  // `key` (never reused for another buffer), a memfd `fd` of `size` bytes,
+  // registering it first if it is not yet. A refusal (the session's limit,
+  // a connection that cannot register) is an error and changes nothing.
+  Result<uint64_t> RegisterBuf(uint64_t key, int fd, uint64_t size);
+  // With mu() held: unregisters buffer `key` if this session has it.
+  void UnregisterBuf(uint64_t key);
+
   // How often a client waiting for a doorbell reply checks that the daemon
   // is still there.
   static constexpr uint32_t kDaemonCheckMs = 10;
@@ -124,7 +143,9 @@ class Connection {
   // broken (leaving the parent's session alone) and says why.
   Status ForkedAway();
   // RoundTrip's doorbell half: the request is already encoded in send_buf_.
-  Result<protocol::Reply> BellRoundTrip(uint64_t id, protocol::MessageType type);
+  // `fds`, if any, go with the same frame on the socket once it has rung.
+  Result<protocol::Reply> BellRoundTrip(uint64_t id, protocol::MessageType type,
+                                        std::span<const int> fds);
   // Sends `request` with `fds`, reads the reply, and checks that it answers
   // the request (id and type). Descriptors that came with the reply go to
   // `fds_out` (dropped when it is null).
@@ -140,8 +161,9 @@ class Connection {
   std::vector<uint8_t> send_buf_;  // every request is encoded here
   Status broken_;
   protocol::SessionLimits limits_;
-  uint32_t bell_seq_ = 0;          // the last request_seq rung
-  std::vector<uint8_t> recv_buf_;  // doorbell replies, copied out of the slot
+  uint32_t bell_seq_ = 0;              // the last request_seq rung
+  std::vector<uint8_t> recv_buf_;      // doorbell replies, copied out of the slot
+  std::map<uint64_t, uint64_t> bufs_;  // registered buffers: key -> the session's id
 
   std::atomic<bool> broken_flag_{false};
   std::atomic<uint64_t> doorbell_calls_{0};
@@ -156,6 +178,8 @@ class Connection {
   const pid_t owner_pid_;           // the process that opened it
   const uint64_t fork_generation_;  // ... and how many forks from libzfile's first
   bool want_doorbell_ = true;
+  bool want_regbuf_ = true;
+  bool can_register_ = false;
   uint32_t spin_us_ = 0;
 };
 

@@ -8,7 +8,13 @@
 // makes it, descriptors not allowed) into the request slot and rings; the
 // session answers in the reply slot and rings back. The socket stays
 // connected: it is how each side notices that the other has gone (end of
-// file), and it still serves frames the client sends on it.
+// file), and it still serves frames the client sends on it. The one
+// exception to "no descriptors" is REGISTER_BUF in a version 3 session:
+// its frame (fd_count 1) goes in the slot, the client rings, and then sends
+// the same frame with the descriptor on the socket, where the daemon reads
+// it; the reply comes in the reply slot. Ringing first matters: a daemon
+// that finds the socket readable looks for a ring before reading it, so
+// the twin is never taken for a request of its own.
 //
 //   offset  size   field
 //        0     4   request_seq     futex word: the client stores a new

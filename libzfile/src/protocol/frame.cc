@@ -58,6 +58,10 @@ std::string_view MessageTypeName(MessageType type) {
       return "UNMAP";
     case MessageType::kDoorbell:
       return "DOORBELL";
+    case MessageType::kRegisterBuf:
+      return "REGISTER_BUF";
+    case MessageType::kUnregisterBuf:
+      return "UNREGISTER_BUF";
   }
   return "unknown";
 }

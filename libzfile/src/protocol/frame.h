@@ -47,11 +47,14 @@ inline constexpr uint16_t kProtocolVersion = 1;
 // is the same in every session version:
 //   1  requests and replies travel as frames on the socket;
 //   2  adds DOORBELL, by which the client may move its requests and their
-//      replies to a shared-memory doorbell (doorbell.h).
+//      replies to a shared-memory doorbell (doorbell.h);
+//   3  adds REGISTER_BUF and UNREGISTER_BUF: the client's registered buffers,
+//      which PREAD/PWRITE/APPEND may name instead of the region (messages.h).
 // A daemon answers with the lower of its own and the client's, so old
 // clients and old daemons keep version 1.
-inline constexpr uint32_t kSessionProtocolVersion = 2;
+inline constexpr uint32_t kSessionProtocolVersion = 3;
 inline constexpr uint32_t kDoorbellSessionVersion = 2;
+inline constexpr uint32_t kRegisteredBufSessionVersion = 3;
 inline constexpr size_t kFrameHeaderSize = 24;
 inline constexpr uint32_t kMaxPayloadSize = 64 * 1024;
 inline constexpr size_t kMaxFdsPerFrame = 4;
@@ -88,10 +91,12 @@ enum class MessageType : uint16_t {
   kChown = 15,
   kMap = 16,
   kUnmap = 17,
-  kDoorbell = 18,  // session version 2 (see kSessionProtocolVersion)
+  kDoorbell = 18,       // session version 2 (see kSessionProtocolVersion)
+  kRegisterBuf = 19,    // session version 3
+  kUnregisterBuf = 20,  // session version 3
 };
 inline constexpr uint16_t kFirstMessageType = 1;
-inline constexpr uint16_t kLastMessageType = 18;
+inline constexpr uint16_t kLastMessageType = 20;
 inline constexpr uint16_t kReplyBit = 0x8000;
 
 // "HELLO", "PREAD", ...; "unknown" for values outside the enum.

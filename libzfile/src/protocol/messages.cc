@@ -73,11 +73,27 @@ std::string RangeText(uint64_t offset, uint64_t length) {
   return "[" + U64String(offset) + ", +" + U64String(length) + ")";
 }
 
-// The shared-memory range of a PREAD/PWRITE/APPEND must lie in the region.
-// Written so that offset + length cannot wrap: a peer that sends
-// offset = 2^64 - 1 is told so, not let through.
-Status CheckShmRange(const WireReader& r, const SessionLimits& limits, uint64_t offset,
+// The shared-memory range of a PREAD/PWRITE/APPEND must lie in the region,
+// or in the registered buffer its shm_offset names (messages.h). Written so
+// that offset + length cannot wrap: a peer that sends offset = 2^64 - 1 is
+// told so, not let through.
+Status CheckShmRange(const WireReader& r, const SessionLimits& limits, uint64_t shm_offset,
                      uint64_t length) {
+  const uint64_t id = BufIdOf(shm_offset);
+  if (id != 0) {
+    const uint64_t size = id <= limits.buf_sizes.size() ? limits.buf_sizes[id - 1] : 0;
+    if (size == 0) {
+      return r.Error("shared-memory offset " + U64String(shm_offset) + " names buffer " +
+                     U64String(id) + ", which is not registered in this session");
+    }
+    const uint64_t offset = BufOffsetOf(shm_offset);
+    if (offset > size || length > size - offset) {
+      return r.Error("range " + RangeText(offset, length) + " is not inside registered buffer " +
+                     U64String(id) + " of " + U64String(size) + " bytes");
+    }
+    return Status::Ok();
+  }
+  const uint64_t offset = shm_offset;
   if (offset > limits.shm_size || length > limits.shm_size - offset) {
     std::string text = "shared-memory range " + RangeText(offset, length) + " is not inside the " +
                        U64String(limits.shm_size) + "-byte region";
@@ -333,6 +349,32 @@ Status Get(WireReader& r, const SessionLimits&, DoorbellRequest* m) {
   return Status::Ok();
 }
 
+Status Put(WireWriter& w, const RegisterBufRequest& m) {
+  w.U64(m.size);
+  return Status::Ok();
+}
+Status Get(WireReader& r, const SessionLimits&, RegisterBufRequest* m) {
+  ZF_RETURN_IF_ERROR(r.U64("buffer size", &m->size));
+  return CheckShmSize(r, m->size);
+}
+
+Status CheckBufId(const WireReader& r, uint64_t id) {
+  if (id == 0 || id > kMaxRegisteredBufs) {
+    return r.Error("buffer id " + U64String(id) + " is not from 1 to " +
+                   U64String(kMaxRegisteredBufs));
+  }
+  return Status::Ok();
+}
+
+Status Put(WireWriter& w, const UnregisterBufRequest& m) {
+  w.U64(m.buf_id);
+  return Status::Ok();
+}
+Status Get(WireReader& r, const SessionLimits&, UnregisterBufRequest* m) {
+  ZF_RETURN_IF_ERROR(r.U64("buffer id", &m->buf_id));
+  return CheckBufId(r, m->buf_id);
+}
+
 // --- Replies: the body after result and message -----------------------------
 
 Status PutBody(WireWriter& w, const HelloReply& m) {
@@ -435,6 +477,15 @@ Status PutBody(WireWriter& w, const MapReply& m) {
   return Status::Ok();
 }
 
+Status PutBody(WireWriter& w, const RegisterBufReply& m) {
+  w.U64(m.buf_id);
+  return Status::Ok();
+}
+Status GetBody(WireReader& r, const SessionLimits&, RegisterBufReply* m) {
+  ZF_RETURN_IF_ERROR(r.U64("buffer id", &m->buf_id));
+  return CheckBufId(r, m->buf_id);
+}
+
 // Each extent must be a nonempty run of whole pages inside the arena, so
 // that the client's mmap of it can neither fail on alignment nor reach
 // past the file; `start` must fall inside the first page.
@@ -487,6 +538,7 @@ size_t FdCountOf(const M&) {
 }
 size_t FdCountOf(const HelloRequest&) { return 1; }
 size_t FdCountOf(const DoorbellRequest&) { return 1; }
+size_t FdCountOf(const RegisterBufRequest&) { return 1; }
 size_t FdCountOf(const HelloReply& m) { return m.result >= 0 && m.has_cache_fd ? 1 : 0; }
 
 // Room for the header, the payload (written by `put_payload`), then the

@@ -32,6 +32,9 @@
 //   UNMAP      u64 view_id                    -
 //   DOORBELL   u64 size  [+1 fd: doorbell]    -
 //              (session version 2 and later; doorbell.h)
+//   REGISTER_BUF u64 size [+1 fd: buffer]     u64 buf_id (1..kMaxRegisteredBufs)
+//   UNREGISTER_BUF u64 buf_id                 -
+//              (both session version 3 and later)
 //
 // VolumeInfo and StatInfo are their struct's fields in declaration order
 // (below; VolumeInfo's label str<=64, uuid str<=36). Also checked: HELLO's
@@ -47,7 +50,18 @@
 // Bulk data does not travel in frames. At HELLO the client passes a memfd
 // (the connection's shared-memory region, shm_region.h) that both sides
 // map; PREAD, PWRITE and APPEND name a range of it, and the decoder refuses
-// a range that does not lie inside the region (SessionLimits). The daemon's
+// a range that does not lie inside the region (SessionLimits).
+//
+// Registered buffers (session version 3). A client may also pass memfds of
+// its own with REGISTER_BUF (each sealed as the region is, shm_region.h),
+// which the daemon maps and numbers 1..kMaxRegisteredBufs; PREAD, PWRITE
+// and APPEND then name a range of one of them by its id in the top 16 bits
+// of shm_offset (BufShmOffset): id 0 is the connection's region, as in
+// versions 1 and 2, so the encoding of those requests did not change, and
+// an older daemon refuses the new offsets as out of its region. The
+// decoder checks such a range against the buffer's size as it does ranges
+// of the region (SessionLimits::buf_sizes), so an unknown id or a range
+// past the buffer's end is EPROTO too. The daemon's
 // HELLO reply passes its page-cache memfd (the "arena"); a MAP reply lists
 // where in it the view's pages are, page by page runs, which the client maps
 // side by side, read-only, to get one contiguous view; `start` is where the
@@ -88,6 +102,17 @@ inline constexpr uint64_t kShmAlignment = 4096;
 inline constexpr uint64_t kMinShmSize = 4096;
 inline constexpr uint64_t kMaxShmSize = uint64_t{1} << 30;
 
+// Registered buffers: at most kMaxRegisteredBufs per session, each sized as
+// the region may be. A PREAD/PWRITE/APPEND names buffer `id` (0: the
+// region) at byte `offset` with shm_offset = id << kBufIdShift | offset.
+inline constexpr uint64_t kMaxRegisteredBufs = 256;
+inline constexpr int kBufIdShift = 48;
+inline constexpr uint64_t kBufOffsetMask = (uint64_t{1} << kBufIdShift) - 1;
+static_assert(kMaxShmSize <= kBufOffsetMask);
+constexpr uint64_t BufShmOffset(uint64_t id, uint64_t offset) { return id << kBufIdShift | offset; }
+constexpr uint64_t BufIdOf(uint64_t shm_offset) { return shm_offset >> kBufIdShift; }
+constexpr uint64_t BufOffsetOf(uint64_t shm_offset) { return shm_offset & kBufOffsetMask; }
+
 // The cache arena: pages are a power of two from 4 KiB to 1 MiB (the page
 // cache's own bounds), the arena at most 256 TiB (which keeps every sum of
 // extent lengths far from overflowing).
@@ -107,6 +132,10 @@ struct SessionLimits {
   // The daemon's cache arena (HELLO reply); 0 when none was passed.
   uint32_t cache_page_size = 0;
   uint64_t cache_arena_size = 0;
+  // The sizes of the registered buffers, buf_sizes[id - 1] for buffer id,
+  // 0 for an id not registered (the daemon's table; empty on the client,
+  // which decodes no requests).
+  std::span<const uint64_t> buf_sizes;
 };
 
 // zfile_vol_info (include/zfile/zfile.h), as the wire carries it.
@@ -267,12 +296,32 @@ struct DoorbellRequest {
   bool operator==(const DoorbellRequest&) const = default;
 };
 
+// Registers the memfd passed with the frame, `size` bytes (kMinShmSize to
+// kMaxShmSize, a multiple of kShmAlignment), as a buffer later requests may
+// name (see "Registered buffers" above). Session version 3 and later. On
+// the doorbell, the frame with its descriptor goes on the socket and the
+// same frame (fd_count 1) in the doorbell's slot tells the daemon to read
+// it there (doorbell.h).
+struct RegisterBufRequest {
+  static constexpr MessageType kType = MessageType::kRegisterBuf;
+  uint64_t size = 0;
+  bool operator==(const RegisterBufRequest&) const = default;
+};
+
+// Forgets buffer `buf_id`; the daemon unmaps it.
+struct UnregisterBufRequest {
+  static constexpr MessageType kType = MessageType::kUnregisterBuf;
+  uint64_t buf_id = 0;
+  bool operator==(const UnregisterBufRequest&) const = default;
+};
+
 // Alternative i is the request of MessageType i + 1 (checked at compile
 // time in messages.cc).
 using Request = std::variant<HelloRequest, VolInfoRequest, VolStatsRequest, VolSyncRequest,
                              OpenRequest, CloseRequest, PreadRequest, PwriteRequest, AppendRequest,
                              FsyncRequest, FtruncateRequest, FstatRequest, StatRequest,
-                             ChmodRequest, ChownRequest, MapRequest, UnmapRequest, DoorbellRequest>;
+                             ChmodRequest, ChownRequest, MapRequest, UnmapRequest, DoorbellRequest,
+                             RegisterBufRequest, UnregisterBufRequest>;
 
 // --- Replies ----------------------------------------------------------------
 
@@ -313,6 +362,13 @@ using ChmodReply = ResultReply<MessageType::kChmod>;
 using ChownReply = ResultReply<MessageType::kChown>;
 using UnmapReply = ResultReply<MessageType::kUnmap>;
 using DoorbellReply = ResultReply<MessageType::kDoorbell>;
+using UnregisterBufReply = ResultReply<MessageType::kUnregisterBuf>;
+
+struct RegisterBufReply : ReplyResult {
+  static constexpr MessageType kType = MessageType::kRegisterBuf;
+  uint64_t buf_id = 0;  // 1..kMaxRegisteredBufs
+  bool operator==(const RegisterBufReply&) const = default;
+};
 
 struct VolInfoReply : ReplyResult {
   static constexpr MessageType kType = MessageType::kVolInfo;
@@ -357,10 +413,10 @@ struct MapReply : ReplyResult {
 };
 
 // Alternative i is the reply to MessageType i + 1.
-using Reply =
-    std::variant<HelloReply, VolInfoReply, VolStatsReply, VolSyncReply, OpenReply, CloseReply,
-                 PreadReply, PwriteReply, AppendReply, FsyncReply, FtruncateReply, FstatReply,
-                 StatReply, ChmodReply, ChownReply, MapReply, UnmapReply, DoorbellReply>;
+using Reply = std::variant<HelloReply, VolInfoReply, VolStatsReply, VolSyncReply, OpenReply,
+                           CloseReply, PreadReply, PwriteReply, AppendReply, FsyncReply,
+                           FtruncateReply, FstatReply, StatReply, ChmodReply, ChownReply, MapReply,
+                           UnmapReply, DoorbellReply, RegisterBufReply, UnregisterBufReply>;
 
 MessageType TypeOf(const Request& request);
 MessageType TypeOf(const Reply& reply);
@@ -368,8 +424,8 @@ MessageType TypeOf(const Reply& reply);
 // The result fields of any reply.
 const ReplyResult& ResultOf(const Reply& reply);
 
-// How many descriptors go with the message: 1 for HELLO and DOORBELL
-// requests and for successful HELLO replies with has_cache_fd; 0 otherwise.
+// How many descriptors go with the message: 1 for HELLO, DOORBELL and
+// REGISTER_BUF requests and for successful HELLO replies with has_cache_fd; 0 otherwise.
 size_t FdCount(const Request& request);
 size_t FdCount(const Reply& reply);
 
@@ -402,7 +458,8 @@ Status EncodeRequest(uint64_t request_id, const Request& request, std::vector<ui
 Result<std::vector<uint8_t>> EncodeReply(uint64_t request_id, const Reply& reply);
 
 // Decodes the payload of a request frame (header.reply false) and checks
-// every field, shared-memory ranges against `limits.shm_size`, and that the
+// every field, shared-memory ranges against `limits.shm_size` (or the
+// registered buffer's size, limits.buf_sizes), and that the
 // frame carries FdCount(result) descriptors. `payload` must be
 // header.payload_size bytes. EPROTO on any violation.
 Result<Request> DecodeRequest(const FrameHeader& header, std::span<const uint8_t> payload,

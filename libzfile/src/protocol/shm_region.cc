@@ -57,4 +57,19 @@ Status CheckShmRegion(int fd, uint64_t size) {
   return Status::Ok();
 }
 
+Result<ShmMapping> ShmMapping::Map(int fd, size_t size) {
+  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) return ErrnoStatus(errno, "mapping a shared-memory buffer");
+  ShmMapping m;
+  m.addr_ = static_cast<uint8_t*>(addr);
+  m.size_ = size;
+  return m;
+}
+
+void ShmMapping::Reset() {
+  if (addr_ != nullptr) ::munmap(addr_, size_);
+  addr_ = nullptr;
+  size_ = 0;
+}
+
 }  // namespace zfile::protocol

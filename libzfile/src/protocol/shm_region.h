@@ -9,7 +9,9 @@
 #ifndef ZFILE_PROTOCOL_SHM_REGION_H_
 #define ZFILE_PROTOCOL_SHM_REGION_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "base/status.h"
 #include "protocol/unique_fd.h"
@@ -25,6 +27,37 @@ Result<UniqueFd> CreateShmRegion(uint64_t size);
 // reading and writing, at least `size` bytes long, sealed against
 // shrinking and not against writes. EPROTO, saying which, otherwise.
 Status CheckShmRegion(int fd, uint64_t size);
+
+// A shared read-write mapping of a memfd's first `size` bytes, unmapped
+// when destroyed (registered buffers, on both sides).
+class ShmMapping {
+ public:
+  ShmMapping() = default;
+  // Maps `size` bytes of `fd` (the caller checked it: CheckShmRegion).
+  static Result<ShmMapping> Map(int fd, size_t size);
+  ~ShmMapping() { Reset(); }
+  ShmMapping(ShmMapping&& other) noexcept
+      : addr_(std::exchange(other.addr_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  ShmMapping& operator=(ShmMapping&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      addr_ = std::exchange(other.addr_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  ShmMapping(const ShmMapping&) = delete;
+  ShmMapping& operator=(const ShmMapping&) = delete;
+
+  uint8_t* data() const { return addr_; }
+  size_t size() const { return size_; }
+  bool mapped() const { return addr_ != nullptr; }
+  void Reset();
+
+ private:
+  uint8_t* addr_ = nullptr;
+  size_t size_ = 0;
+};
 
 }  // namespace zfile::protocol
 

@@ -1,0 +1,259 @@
+// Registered buffers (zfile_buf_alloc/zfile_buf_free) on every backend: the
+// data that moves through them is right whichever call moves it, whole or in
+// part, on whichever of the volume's connections; bad frees and closes are
+// refused and change nothing; and against zfiled the calls really skip the
+// copy through the connection's region (and take it when told to).
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "client/client_backend.h"  // ClientCopyCountersNow
+#include "volume_fixture.h"
+
+namespace zfile::testing {
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+class BuffersTest : public VolumeTest {
+ protected:
+  void TearDown() override {
+    for (void* b : bufs_) EXPECT_EQ(zfile_buf_free(vol_, b), 0) << zfile_last_error();
+    bufs_.clear();
+    VolumeTest::TearDown();
+  }
+
+  // A registered buffer freed by TearDown.
+  uint8_t* Alloc(size_t size) {
+    void* b = nullptr;
+    EXPECT_EQ(zfile_buf_alloc(vol_, size, &b), 0) << zfile_last_error();
+    if (b != nullptr) bufs_.push_back(b);
+    return static_cast<uint8_t*>(b);
+  }
+  void Free(void* b) {
+    std::erase(bufs_, b);
+    EXPECT_EQ(zfile_buf_free(vol_, b), 0) << zfile_last_error();
+  }
+
+  std::vector<void*> bufs_;
+};
+
+TEST_P(BuffersTest, AllocGivesPageAlignedZeroedWritableMemory) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  for (size_t size : {size_t{1}, size_t{4096}, size_t{5000}, kMiB}) {
+    uint8_t* b = Alloc(size);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b) % page, 0u) << size;
+    for (size_t i = 0; i < size; ++i) ASSERT_EQ(b[i], 0) << "byte " << i << " of " << size;
+    std::memset(b, 0xA5, size);
+  }
+}
+
+TEST_P(BuffersTest, BadSizesAndBadFreesAreRefusedInWords) {
+  void* b = reinterpret_cast<void*>(1);
+  EXPECT_EQ(zfile_buf_alloc(vol_, 0, &b), -EINVAL);
+  EXPECT_EQ(b, nullptr);
+  EXPECT_NE(std::string(zfile_last_error()).find("bytes"), std::string::npos) << zfile_last_error();
+  EXPECT_EQ(zfile_buf_alloc(vol_, (size_t{1} << 30) + 1, &b), -EINVAL);
+  EXPECT_EQ(zfile_buf_alloc(vol_, SIZE_MAX, &b), -EINVAL);
+  EXPECT_EQ(zfile_buf_alloc(nullptr, 4096, &b), -EINVAL);
+  EXPECT_EQ(zfile_buf_alloc(vol_, 4096, nullptr), -EINVAL);
+
+  uint8_t* good = Alloc(8192);
+  ASSERT_NE(good, nullptr);
+  std::memset(good, 7, 8192);
+  auto plain = MakeBuf(4096);
+  EXPECT_EQ(zfile_buf_free(vol_, plain.get()), -EINVAL);
+  EXPECT_NE(std::string(zfile_last_error()).find("not a buffer"), std::string::npos)
+      << zfile_last_error();
+  EXPECT_EQ(zfile_buf_free(vol_, good + 4096), -EINVAL);  // inside, not the start
+  EXPECT_EQ(zfile_buf_free(vol_, nullptr), -EINVAL);
+  // The refusals changed nothing: the buffer is still usable, then freed once.
+  EXPECT_EQ(good[8191], 7);
+  zfile_file* f = Open("cnv/0", O_RDWR);
+  EXPECT_EQ(zfile_pwrite(f, good, 8192, 0), 8192) << zfile_last_error();
+  Free(good);
+  EXPECT_EQ(zfile_buf_free(vol_, good), -EINVAL);  // twice
+}
+
+TEST_P(BuffersTest, CloseWithBuffersAllocatedIsEbusyAndChangesNothing) {
+  uint8_t* b = Alloc(4096);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(zfile_vol_close(vol_), -EBUSY);
+  EXPECT_NE(std::string(zfile_last_error()).find("buffer"), std::string::npos)
+      << zfile_last_error();
+  // Still mounted, the buffer still works.
+  zfile_file* f = Open("cnv/1", O_RDWR);
+  FillPattern(b, 4096, 0, 3);
+  EXPECT_EQ(zfile_pwrite(f, b, 4096, 0), 4096) << zfile_last_error();
+  EXPECT_EQ(ExpectPattern(f, 0, 4096, 3), 4096);
+}
+
+TEST_P(BuffersTest, DirectPwriteAndPreadOfWholeBuffersAndSubRanges) {
+  zfile_file* f = Open("cnv/0", O_RDWR | O_DIRECT);
+  uint8_t* out = Alloc(kMiB);
+  uint8_t* in = Alloc(kMiB);
+  FillPattern(out, kMiB, 0, 11);
+  ASSERT_EQ(zfile_pwrite(f, out, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  ASSERT_EQ(zfile_pread(f, in, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  EXPECT_EQ(CheckPattern(in, kMiB, 0, 11), -1);
+  EXPECT_EQ(ExpectPattern(f, 0, kMiB, 11), ssize_t(kMiB));  // read into plain memory
+
+  // Block-aligned pieces in the middle of the buffers, at other offsets.
+  FillPattern(out + 3 * kBlock, 16 * kBlock, kMiB + kBlock, 12);
+  ASSERT_EQ(zfile_pwrite2(f, out + 3 * kBlock, 16 * kBlock, kMiB + kBlock, 0), ssize_t(16 * kBlock))
+      << zfile_last_error();
+  std::memset(in, 0, kMiB);
+  ASSERT_EQ(zfile_pread2(f, in + 5 * kBlock, 16 * kBlock, kMiB + kBlock, 0), ssize_t(16 * kBlock))
+      << zfile_last_error();
+  EXPECT_EQ(CheckPattern(in + 5 * kBlock, 16 * kBlock, kMiB + kBlock, 12), -1);
+  EXPECT_EQ(in[5 * kBlock - 1], 0);  // nothing around the range was touched
+  EXPECT_EQ(in[21 * kBlock], 0);
+  // The last block of a buffer.
+  ASSERT_EQ(zfile_pread(f, in + kMiB - kBlock, kBlock, kMiB - kBlock), ssize_t(kBlock));
+  EXPECT_EQ(CheckPattern(in + kMiB - kBlock, kBlock, kMiB - kBlock, 11), -1);
+}
+
+TEST_P(BuffersTest, BufferedIoAtOddAddressesInsideABuffer) {
+  zfile_file* f = Open("cnv/1", O_RDWR);
+  uint8_t* b = Alloc(64 * 1024);
+  FillPattern(b + 1, 10000, 777, 21);
+  ASSERT_EQ(zfile_pwrite(f, b + 1, 10000, 777), 10000) << zfile_last_error();
+  std::memset(b, 0, 64 * 1024);
+  ASSERT_EQ(zfile_pread(f, b + 4099, 10000, 777), 10000) << zfile_last_error();
+  EXPECT_EQ(CheckPattern(b + 4099, 10000, 777, 21), -1);
+  // A range that starts inside the buffer and runs past its end is not
+  // "wholly inside": it still works, by the copy, when the memory is ours.
+  std::vector<uint8_t> plain(20000);
+  ASSERT_EQ(zfile_pread(f, plain.data(), 10000, 777), 10000);
+  EXPECT_EQ(CheckPattern(plain.data(), 10000, 777, 21), -1);
+}
+
+TEST_P(BuffersTest, AppendFromABufferWholeAndInPart) {
+  zfile_file* f = Open("seq/0", O_WRONLY | O_DIRECT);
+  uint8_t* b = Alloc(2 * kMiB);
+  FillPattern(b, kMiB, 0, 31);
+  uint64_t landed = 1;
+  ASSERT_EQ(zfile_append(f, b, kMiB, &landed), ssize_t(kMiB)) << zfile_last_error();
+  EXPECT_EQ(landed, 0u);
+  FillPattern(b + kMiB + kBlock, 8 * kBlock, kMiB, 31);
+  ASSERT_EQ(zfile_append(f, b + kMiB + kBlock, 8 * kBlock, &landed), ssize_t(8 * kBlock));
+  EXPECT_EQ(landed, kMiB);
+  zfile_file* r = Open("seq/0", O_RDONLY | O_DIRECT);
+  uint8_t* in = Alloc(2 * kMiB);
+  ASSERT_EQ(zfile_pread(r, in, kMiB + 8 * kBlock, 0), ssize_t(kMiB + 8 * kBlock))
+      << zfile_last_error();
+  EXPECT_EQ(CheckPattern(in, kMiB + 8 * kBlock, 0, 31), -1);
+  // A misplaced sequential write is refused as it is from any memory.
+  EXPECT_EQ(zfile_pwrite(f, b, kBlock, 0), -EINVAL);
+}
+
+TEST_P(BuffersTest, OneBufferServesFilesOnDifferentConnections) {
+  // Files open at the same time go to different pooled connections in
+  // daemon mode, each of which must register the buffer for itself.
+  zfile_file* files[3] = {Open("cnv/0", O_RDWR | O_DIRECT), Open("cnv/1", O_RDWR | O_DIRECT),
+                          Open("cnv/2", O_RDWR | O_DIRECT)};
+  uint8_t* b = Alloc(256 * 1024);
+  for (int i = 0; i < 3; ++i) {
+    FillPattern(b, 256 * 1024, 4 * kMiB, 40 + i);
+    ASSERT_EQ(zfile_pwrite(files[i], b, 256 * 1024, 4 * kMiB), 256 * 1024) << zfile_last_error();
+  }
+  for (int i = 0; i < 3; ++i) {
+    std::memset(b, 0, 256 * 1024);
+    ASSERT_EQ(zfile_pread(files[i], b, 256 * 1024, 4 * kMiB), 256 * 1024) << zfile_last_error();
+    EXPECT_EQ(CheckPattern(b, 256 * 1024, 4 * kMiB, 40 + i), -1) << "file " << i;
+  }
+}
+
+TEST_P(BuffersTest, FreedAndNewBuffersAndMoreThanASessionTakes) {
+  zfile_file* f = Open("cnv/2", O_RDWR);
+  // More buffers than one session registers (256): the rest are copied,
+  // and every one moves the right bytes.
+  std::vector<uint8_t*> many;
+  for (int i = 0; i < 260; ++i) many.push_back(Alloc(4096));
+  for (int i = 0; i < 260; ++i) {
+    FillPattern(many[i], 4096, uint64_t(i) * 4096, 50);
+    ASSERT_EQ(zfile_pwrite(f, many[i], 4096, uint64_t(i) * 4096), 4096)
+        << i << ": " << zfile_last_error();
+  }
+  // Freed buffers give their places back: new ones register again.
+  for (int i = 0; i < 200; ++i) Free(many[i]);
+  for (int i = 0; i < 200; ++i) {
+    uint8_t* b = Alloc(4096);
+    ASSERT_EQ(zfile_pread(f, b, 4096, uint64_t(i) * 4096), 4096) << i << ": " << zfile_last_error();
+    EXPECT_EQ(CheckPattern(b, 4096, uint64_t(i) * 4096, 50), -1) << i;
+  }
+}
+
+TEST_P(BuffersTest, AgainstZfiledTheBufferIsNotCopied) {
+  if (!daemon()) GTEST_SKIP() << "embedded: there is no copy to skip";
+  zfile_file* f = Open("cnv/0", O_RDWR | O_DIRECT);
+  uint8_t* b = Alloc(kMiB);
+  FillPattern(b, kMiB, 0, 61);
+  ClientCopyCounters before = ClientCopyCountersNow();
+  ASSERT_EQ(zfile_pwrite(f, b, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  ASSERT_EQ(zfile_pread(f, b, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  ClientCopyCounters after = ClientCopyCountersNow();
+  EXPECT_EQ(after.zero_copy_bytes - before.zero_copy_bytes, 2 * kMiB);
+  EXPECT_EQ(after.copied_bytes, before.copied_bytes);
+  // Plain memory is copied.
+  auto plain = MakeBuf(kMiB);
+  before = after;
+  ASSERT_EQ(zfile_pread(f, plain.get(), kMiB, 0), ssize_t(kMiB));
+  after = ClientCopyCountersNow();
+  EXPECT_EQ(after.copied_bytes - before.copied_bytes, kMiB);
+  EXPECT_EQ(after.zero_copy_bytes, before.zero_copy_bytes);
+  EXPECT_EQ(CheckPattern(plain.get(), kMiB, 0, 61), -1);
+}
+
+TEST_P(BuffersTest, RegistrationAlsoWorksWithoutTheDoorbell) {
+  if (!daemon()) GTEST_SKIP() << "a client-mode knob";
+  // REGISTER_BUF then goes on the socket as a frame of its own, not as a
+  // doorbell ring with a socket twin.
+  setenv("ZFILE_DOORBELL", "0", 1);
+  MountOrDie();
+  unsetenv("ZFILE_DOORBELL");
+  zfile_file* f = Open("seq/1", O_WRONLY | O_DIRECT);
+  zfile_file* r = Open("seq/1", O_RDONLY | O_DIRECT);
+  uint8_t* b = Alloc(kMiB);
+  FillPattern(b, kMiB, 0, 81);
+  const ClientCopyCounters before = ClientCopyCountersNow();
+  ASSERT_EQ(zfile_append(f, b, kMiB, nullptr), ssize_t(kMiB)) << zfile_last_error();
+  std::memset(b, 0, kMiB);
+  ASSERT_EQ(zfile_pread(r, b, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  const ClientCopyCounters after = ClientCopyCountersNow();
+  EXPECT_EQ(CheckPattern(b, kMiB, 0, 81), -1);
+  EXPECT_EQ(after.zero_copy_bytes - before.zero_copy_bytes, 2 * kMiB);
+  EXPECT_EQ(after.copied_bytes, before.copied_bytes);
+}
+
+TEST_P(BuffersTest, WithoutRegistrationTheClientCopiesAndStaysCorrect) {
+  if (!daemon()) GTEST_SKIP() << "a client-mode knob";
+  // ZFILE_REGBUF=0 makes the client ask for session version 2, as a client
+  // talking to a daemon from before registered buffers gets.
+  setenv("ZFILE_REGBUF", "0", 1);
+  MountOrDie();
+  unsetenv("ZFILE_REGBUF");
+  zfile_file* f = Open("cnv/0", O_RDWR | O_DIRECT);
+  uint8_t* b = Alloc(kMiB);
+  FillPattern(b, kMiB, 0, 71);
+  const ClientCopyCounters before = ClientCopyCountersNow();
+  ASSERT_EQ(zfile_pwrite(f, b, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  std::memset(b, 0, kMiB);
+  ASSERT_EQ(zfile_pread(f, b, kMiB, 0), ssize_t(kMiB)) << zfile_last_error();
+  const ClientCopyCounters after = ClientCopyCountersNow();
+  EXPECT_EQ(CheckPattern(b, kMiB, 0, 71), -1);
+  EXPECT_EQ(after.copied_bytes - before.copied_bytes, 2 * kMiB);
+  EXPECT_EQ(after.zero_copy_bytes, before.zero_copy_bytes);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BuffersTest, ::testing::ValuesIn(VolumesUnderTest()),
+                         [](const ::testing::TestParamInfo<VolumeParam>& p) {
+                           return p.param.name;
+                         });
+
+}  // namespace
+}  // namespace zfile::testing
