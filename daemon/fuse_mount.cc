@@ -406,7 +406,8 @@ Status FuseMount::Impl::FillStat(const Node& node, struct stat* st) const {
 
 void FuseMount::Impl::OpInit(void* userdata, fuse_conn_info* conn) {
   (void)userdata;
-  if (conn->max_write < kMaxWrite) conn->max_write = kMaxWrite;
+  // Exactly: OpWrite tells the kernel's cut pieces of larger writes by it.
+  conn->max_write = kMaxWrite;
   // Data never goes through the kernel's cache (direct_io on every open),
   // so nothing for it to write back or read ahead.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -593,12 +594,18 @@ void FuseMount::Impl::OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, s
     rwf |= RWF_DSYNC;
   }
   if ((fi->flags & O_APPEND) != 0) rwf |= RWF_APPEND;
-  // The kernel cuts a direct_io write at a number of the caller's pages:
-  // from a buffer that is not page-aligned, the first request is not a
-  // whole number of blocks. A sequential file takes its whole blocks and the
-  // write comes back short; a writer that loops carries on from there.
+  // The kernel cuts a direct_io write larger than max_write at a number of
+  // the caller's pages: from a buffer that is not page-aligned, such a
+  // piece is within a page of max_write and not a whole number of blocks.
+  // A sequential file takes its whole blocks and the write comes back
+  // short; a writer that loops carries on from there. A write that came
+  // whole (up to max_write less a page) is judged whole: EINVAL, nothing
+  // written, as zonefs does.
   const size_t bs = self->block_size_;
-  if (h->inode()->sequential() && size > bs && size % bs != 0) size -= size % bs;
+  if (h->inode()->sequential() && size % bs != 0 &&
+      size + static_cast<size_t>(self->page_size_) > kMaxWrite && size > bs) {
+    size -= size % bs;
+  }
   const void* data = buf;
   if ((fi->flags & O_DIRECT) != 0 && reinterpret_cast<uintptr_t>(buf) % bs != 0) {
     void* aligned = tls_scratch.Get(size);

@@ -74,7 +74,7 @@ $(ls -l "$MNT")
 
 Try, in another shell, while it runs:
   ls -li $MNT/seq | head -4                                # a file per zone
-  dd if=/dev/urandom of=$MNT/seq/0 bs=1M count=8 oflag=direct  # appends
+  dd if=/dev/urandom of=$MNT/seq/0 bs=1M count=8 oflag=direct,append conv=notrunc  # appends
   stat -c '%n %s bytes' $MNT/seq/0                         # size = write pointer
   dd if=/dev/zero of=$MNT/seq/0 bs=4k count=1 seek=1 conv=notrunc  # not at the
                                                    # write pointer: Invalid argument

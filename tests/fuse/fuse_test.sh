@@ -234,6 +234,10 @@ sh_fails "write not at the write pointer: EINVAL" "Invalid argument" \
   dd if="$TMP/r4k" of="$M/seq/0" bs=4k seek=3 conv=notrunc
 sh_fails "unaligned sequential write: EINVAL" "Invalid argument" \
   dd if="$TMP/r4k" of="$M/seq/4" bs=100 count=1
+head -c 5000 /dev/urandom >"$TMP/r5000"
+sh_fails "a 5000-byte sequential write: EINVAL" "Invalid argument" \
+  dd if="$TMP/r5000" of="$M/seq/4" bs=5000 count=1 oflag=direct conv=notrunc
+eq "and nothing of it was written" "$(stat -c %s "$M/seq/4")" "0"
 sh_fails "O_APPEND on a conventional file: EINVAL" "Invalid argument" \
   dd if="$TMP/r4k" of="$M/cnv/0" bs=4k oflag=append conv=notrunc
 sh_fails "truncate of a conventional file: EPERM" "Operation not permitted" \
