@@ -538,6 +538,13 @@ void FuseFsxTest::Apply(File& f, uint64_t off, const uint8_t* src, size_t n) {
   if (f.seq) f.size = std::max(f.size, off + n);
 }
 
+// The descriptor of write modes 0-3 of both write ops (kModes): plain,
+// O_DIRECT, O_SYNC, O_DSYNC.
+int PwriteFd(const File& f, int mode) {
+  const int fds[] = {f.buf, f.direct, f.osync, f.odsync};
+  return fds[mode];
+}
+
 bool FuseFsxTest::OpCnvWrite(File& f) {
   // Where: mostly inside; sometimes across the end (a short write, as on
   // zonefs: clipped at the file's maximum size).
@@ -563,16 +570,10 @@ bool FuseFsxTest::OpCnvWrite(File& f) {
   ssize_t r;
   switch (mode) {
     case 0:
-      r = pwrite(f.buf, src, len, off);
-      break;
     case 1:
-      r = pwrite(f.direct, src, len, off);
-      break;
     case 2:
-      r = pwrite(f.osync, src, len, off);
-      break;
     case 3:
-      r = pwrite(f.odsync, src, len, off);
+      r = pwrite(PwriteFd(f, mode), src, len, off);
       break;
     default: {
       // Two or three pieces: the kernel gathers them into one request.
@@ -620,16 +621,10 @@ bool FuseFsxTest::OpSeqAppend(File& f) {
   ssize_t r;
   switch (mode) {
     case 0:
-      r = pwrite(f.buf, src, len, off);
-      break;
     case 1:
-      r = pwrite(f.direct, src, len, off);
-      break;
     case 2:
-      r = pwrite(f.osync, src, len, off);
-      break;
     case 3:
-      r = pwrite(f.odsync, src, len, off);
+      r = pwrite(PwriteFd(f, mode), src, len, off);
       break;
     case 4:
     case 5: {
