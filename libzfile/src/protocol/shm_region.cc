@@ -29,7 +29,7 @@ Result<UniqueFd> CreateShmRegion(uint64_t size) {
   return fd;
 }
 
-Status CheckShmRegion(int fd, uint64_t size) {
+Status CheckShmRegion(int fd, uint64_t size, ShmIdentity* identity) {
   auto bad = [](std::string why) {
     return Status(EPROTO, "the shared-memory descriptor " + std::move(why));
   };
@@ -54,6 +54,7 @@ Status CheckShmRegion(int fd, uint64_t size) {
     return bad("is " + std::to_string(st.st_size) + " bytes long, less than the " +
                std::to_string(size) + " announced");
   }
+  if (identity != nullptr) *identity = ShmIdentity{st.st_dev, st.st_ino};
   return Status::Ok();
 }
 

@@ -9,6 +9,8 @@
 #ifndef ZFILE_PROTOCOL_SHM_REGION_H_
 #define ZFILE_PROTOCOL_SHM_REGION_H_
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -23,10 +25,21 @@ namespace zfile::protocol {
 // shrinking and growing, and against further seals.
 Result<UniqueFd> CreateShmRegion(uint64_t size);
 
+// Which file a memfd is (st_dev, st_ino): every descriptor of one memfd,
+// dup'ed or reopened through /proc, names the same, so the daemon can tell
+// a memfd it already maps.
+struct ShmIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const ShmIdentity&) const = default;
+};
+
 // OK when `fd` can serve as a region of `size` bytes: a memfd opened for
 // reading and writing, at least `size` bytes long, sealed against
 // shrinking and not against writes. EPROTO, saying which, otherwise.
-Status CheckShmRegion(int fd, uint64_t size);
+// When OK and `identity` is not null, it is set to the memfd's (from the
+// same fstat that the checks used).
+Status CheckShmRegion(int fd, uint64_t size, ShmIdentity* identity = nullptr);
 
 // A shared read-write mapping of a memfd's first `size` bytes, unmapped
 // when destroyed (registered buffers, on both sides).
