@@ -104,6 +104,78 @@ Result<PeerCred> PeerCredOf(int sock) {
 
 Server::Server(SessionBounds bounds) : bounds_(bounds), euid_(geteuid()) {}
 
+namespace {
+
+// `n` bytes in words: in the largest binary unit that divides it.
+std::string BytesInWords(uint64_t n) {
+  constexpr std::pair<uint64_t, const char*> kUnits[] = {{uint64_t{1} << 40, "TiB"},
+                                                         {uint64_t{1} << 30, "GiB"},
+                                                         {uint64_t{1} << 20, "MiB"},
+                                                         {uint64_t{1} << 10, "KiB"}};
+  for (const auto& [unit, name] : kUnits) {
+    if (n >= unit && n % unit == 0) return std::to_string(n / unit) + " " + name;
+  }
+  return std::to_string(n) + " bytes";
+}
+
+}  // namespace
+
+void BufBudgetHold::Reset() {
+  if (server_ != nullptr) std::exchange(server_, nullptr)->GiveBackBufBudget(uid_, bytes_);
+}
+
+Result<BufBudgetHold> Server::TakeBufBudget(uid_t uid, uint64_t bytes, BufUsage session) {
+  // Which limit, in words: the buffers' count if that is what one more
+  // would pass, their bytes otherwise.
+  auto refuse = [&](const std::string& per, uint64_t max_bufs, uint64_t max_bytes,
+                    const std::string& who, const BufUsage& now) {
+    const std::string limit = now.mappings + 1 > max_bufs
+                                  ? std::to_string(max_bufs) + " registered buffers"
+                                  : BytesInWords(max_bytes) + " of registered buffers";
+    return Status(ENOSPC, "registering a buffer of " + BytesInWords(bytes) +
+                              " would pass zfiled's limit of " + limit + " " + per + " (" + who +
+                              " has " + std::to_string(now.mappings) + ", of " +
+                              BytesInWords(now.bytes) + "); unregister some first");
+  };
+  std::lock_guard<std::mutex> lock(buf_mu_);
+  // The count per session is the session's own (kMaxRegisteredBufs).
+  if (session.bytes + bytes > bounds_.max_buf_bytes_per_session) {
+    return refuse("per session", UINT64_MAX, bounds_.max_buf_bytes_per_session, "this session",
+                  session);
+  }
+  // Root is not limited per uid (as its sessions are not), only in total.
+  auto it = buf_by_uid_.find(uid);
+  const BufUsage of_uid = it == buf_by_uid_.end() ? BufUsage{} : it->second;
+  if (uid != 0 && (of_uid.mappings + 1 > bounds_.max_buf_mappings_per_uid ||
+                   of_uid.bytes + bytes > bounds_.max_buf_bytes_per_uid)) {
+    return refuse("per uid, in all of a uid's sessions", bounds_.max_buf_mappings_per_uid,
+                  bounds_.max_buf_bytes_per_uid, "uid " + std::to_string(uid), of_uid);
+  }
+  if (buf_total_.mappings + 1 > bounds_.max_buf_mappings ||
+      buf_total_.bytes + bytes > bounds_.max_buf_bytes) {
+    return refuse("in all sessions of all uids", bounds_.max_buf_mappings, bounds_.max_buf_bytes,
+                  "zfiled", buf_total_);
+  }
+  BufUsage& held = buf_by_uid_[uid];
+  ++held.mappings;
+  held.bytes += bytes;
+  ++buf_total_.mappings;
+  buf_total_.bytes += bytes;
+  return BufBudgetHold(this, uid, bytes);
+}
+
+void Server::GiveBackBufBudget(uid_t uid, uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(buf_mu_);
+  auto it = buf_by_uid_.find(uid);
+  if (it != buf_by_uid_.end()) {
+    --it->second.mappings;
+    it->second.bytes -= bytes;
+    if (it->second.mappings == 0) buf_by_uid_.erase(it);
+  }
+  --buf_total_.mappings;
+  buf_total_.bytes -= bytes;
+}
+
 Result<const protocol::UniqueFd*> Server::ArenaFor(const ServedVolume& vol,
                                                    const PeerCred& peer) const {
   if (!vol.arena_ro.valid()) {

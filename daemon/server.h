@@ -28,6 +28,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -76,6 +77,40 @@ struct SessionBounds {
   // follow each other closely and the machine has a core to spare.
   // At most kMaxDoorbellSpinUs (larger values are cut to it).
   uint32_t doorbell_spin_us = 0;
+
+  // Registered buffers (REGISTER_BUF): each is one mapping of a client's
+  // memfd in the daemon, of up to 1 GiB, for as long as the client keeps it
+  // registered. Mappings (vm.max_map_count, 65530 by default) and address
+  // space are the whole daemon's, and so are the shmem pages it faults in
+  // when it reads into a sparse buffer, so they are budgeted per session,
+  // per uid and in total; past a limit REGISTER_BUF answers ENOSPC, saying
+  // which, and the client copies through its region instead. A session
+  // also has at most protocol::kMaxRegisteredBufs (64) buffers.
+  //
+  // Bytes of one session's buffers: 4 GiB is 64 buffers of 64 MiB, or four
+  // of the largest.
+  uint64_t max_buf_bytes_per_session = uint64_t{4} << 30;
+  // Mappings and bytes of one uid's buffers in all its sessions (root's are
+  // not limited per uid, as its sessions are not, but count in the total).
+  // A client process registers a buffer once per connection that uses it
+  // (at most kMaxClientConnections = 4), so 256 is one process with 64
+  // buffers busy on all four connections; 16 uids fill the total. 64 GiB
+  // is what a uid's regions can already reach (max_sessions_per_uid 64 x
+  // 1 GiB), so registered buffers at most double a user's cost to the
+  // daemon.
+  uint32_t max_buf_mappings_per_uid = 256;
+  uint64_t max_buf_bytes_per_uid = uint64_t{64} << 30;
+  // Mappings and bytes of all sessions' buffers. 4096 mappings are 1/16 of
+  // the default vm.max_map_count, which leaves the rest to what the daemon
+  // cannot do without: the sessions' regions and doorbells, the threads'
+  // stacks (about four mappings per session with the region, doorbell and
+  // stack guard, so 4096 at max_sessions), the engine's buffers and the
+  // cache arena. 1 TiB is 1/128 of a 47-bit user address space. It is no
+  // bound on memory: the pages the daemon faults in by reading into a
+  // sparse buffer are charged to it, as for the regions; the bytes per
+  // uid keep one user's share of that near what its regions allow.
+  uint32_t max_buf_mappings = 4096;
+  uint64_t max_buf_bytes = uint64_t{1} << 40;
 };
 
 // Caps of the doorbell knobs above, applied where they are used: a spin of
@@ -113,6 +148,49 @@ struct PeerCred {
 };
 
 class Session;
+class Server;
+
+// One registered buffer's share of the daemon-wide budgets (SessionBounds
+// max_buf_*): one mapping and its bytes, counted for its session's uid and
+// in total from Server::TakeBufBudget until the hold is reset or
+// destroyed, whichever way the buffer goes (UNREGISTER_BUF, the session's
+// end, the client killed). The server must outlive it.
+class BufBudgetHold {
+ public:
+  BufBudgetHold() = default;
+  ~BufBudgetHold() { Reset(); }
+  BufBudgetHold(BufBudgetHold&& other) noexcept
+      : server_(std::exchange(other.server_, nullptr)), uid_(other.uid_), bytes_(other.bytes_) {}
+  BufBudgetHold& operator=(BufBudgetHold&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      server_ = std::exchange(other.server_, nullptr);
+      uid_ = other.uid_;
+      bytes_ = other.bytes_;
+    }
+    return *this;
+  }
+  BufBudgetHold(const BufBudgetHold&) = delete;
+  BufBudgetHold& operator=(const BufBudgetHold&) = delete;
+
+  // Gives the share back (nothing if none is held).
+  void Reset();
+
+ private:
+  friend class Server;
+  BufBudgetHold(Server* server, uid_t uid, uint64_t bytes)
+      : server_(server), uid_(uid), bytes_(bytes) {}
+
+  Server* server_ = nullptr;
+  uid_t uid_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+// What registered buffers hold of a budget.
+struct BufUsage {
+  uint64_t mappings = 0;
+  uint64_t bytes = 0;
+};
 
 class Server {
  public:
@@ -168,6 +246,12 @@ class Server {
   // The same answer for the same (vol, peer) for the server's life.
   Result<const protocol::UniqueFd*> ArenaFor(const ServedVolume& vol, const PeerCred& peer) const;
 
+  // One more registered buffer of `bytes` for a session of `uid` whose
+  // buffers are `session` already: its hold, or ENOSPC saying in words
+  // which limit it would pass (the session's bytes, its uid's mappings or
+  // bytes, the daemon's), and nothing is taken. Any thread.
+  Result<BufBudgetHold> TakeBufBudget(uid_t uid, uint64_t bytes, BufUsage session);
+
   const SessionBounds& bounds() const { return bounds_; }
   size_t clients() const;
   size_t volumes() const { return volumes_.size(); }
@@ -184,6 +268,8 @@ class Server {
 
   ServedVolume* FindVolume(const std::string& name);
   friend class Session;
+  friend class BufBudgetHold;
+  void GiveBackBufBudget(uid_t uid, uint64_t bytes);
 
   const SessionBounds bounds_;
   const uid_t euid_;  // the daemon's; its peers may map the cache arena
@@ -195,6 +281,14 @@ class Server {
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
   bool abandoned_ = false;  // see Stop
+
+  // Registered buffers' budgets (TakeBufBudget). A mutex of their own:
+  // holds are given back by sessions' threads as they end, and by the
+  // reaping under mu_. Declared before the sessions, which hold budget,
+  // so that they outlive them.
+  std::mutex buf_mu_;
+  BufUsage buf_total_;                    // guarded by buf_mu_
+  std::map<uid_t, BufUsage> buf_by_uid_;  // guarded by buf_mu_; no zero entries
 
   struct Running {
     std::unique_ptr<Session> session;

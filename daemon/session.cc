@@ -121,6 +121,7 @@ Session::~Session() {
   // writing), then the client's memory.
   views_.clear();
   handles_.clear();
+  UnregisterAllBufs();
   if (shm_ != nullptr) munmap(shm_, shm_size_);
 }
 
@@ -264,8 +265,7 @@ void Session::Run() {
   }
   views_.clear();
   handles_.clear();
-  for (protocol::ShmMapping& buf : bufs_) buf.Reset();
-  buf_sizes_.fill(0);
+  UnregisterAllBufs();
   // The client sees the end at once; the descriptor itself is closed when
   // the server reaps the session (Interrupt may still use it until then).
   shutdown(sock_.get(), SHUT_RDWR);
@@ -431,23 +431,60 @@ Reply Session::SetUpDoorbell(const protocol::DoorbellRequest& req,
 Reply Session::RegisterBuf(const protocol::RegisterBufRequest& req,
                            std::vector<protocol::UniqueFd>& fds) {
   using R = protocol::RegisterBufReply;
-  // The decoder checked the size and that one descriptor came.
+  // The decoder checked the size and that one descriptor came. Every
+  // check comes before the mapping, which is what the limits protect.
   const auto free_slot = std::find(buf_sizes_.begin(), buf_sizes_.end(), uint64_t{0});
   if (free_slot == buf_sizes_.end()) {
     return protocol::ErrorReply<R>(
         Status(ENOSPC, "this session has " + std::to_string(protocol::kMaxRegisteredBufs) +
-                           " buffers registered, the limit; unregister one first"));
+                           " buffers registered, the limit per session; unregister one first"));
   }
-  Status ok = protocol::CheckShmRegion(fds.at(0).get(), req.size);
+  protocol::ShmIdentity identity;
+  Status ok = protocol::CheckShmRegion(fds.at(0).get(), req.size, &identity);
   if (!ok.ok()) return protocol::ErrorReply<R>(ok);
+  // A memfd mapped twice would cost two mappings for one buffer: nothing a
+  // client needs, and a way to fill the count with one memfd.
+  BufUsage session;
+  for (size_t i = 0; i < bufs_.size(); ++i) {
+    if (buf_sizes_[i] == 0) continue;
+    ++session.mappings;
+    session.bytes += buf_sizes_[i];
+    if (bufs_[i].identity == identity) {
+      return protocol::ErrorReply<R>(
+          Status(EEXIST, "this memfd is registered in this session already, as buffer " +
+                             std::to_string(i + 1) + "; a memfd is registered once per session"));
+    }
+  }
+  Result<BufBudgetHold> budget = server_->TakeBufBudget(peer_.uid, req.size, session);
+  if (!budget.ok()) return protocol::ErrorReply<R>(budget.status());
   Result<protocol::ShmMapping> mapped = protocol::ShmMapping::Map(fds[0].get(), req.size);
   if (!mapped.ok()) return protocol::ErrorReply<R>(mapped.status());
   const size_t index = static_cast<size_t>(free_slot - buf_sizes_.begin());
-  bufs_[index] = std::move(*mapped);
+  bufs_[index].budget = std::move(*budget);
+  bufs_[index].map = std::move(*mapped);
+  bufs_[index].identity = identity;
   buf_sizes_[index] = req.size;
   R reply;
   reply.buf_id = index + 1;
   return reply;
+}
+
+Reply Session::UnregisterBuf(uint64_t id) {
+  // The decoder checked that the id is in 1..kMaxRegisteredBufs.
+  const size_t index = id - 1;
+  if (buf_sizes_[index] == 0) {
+    return protocol::ErrorReply<protocol::UnregisterBufReply>(
+        Status(EINVAL, "no buffer has id " + std::to_string(id) +
+                           " in this session (never registered, or unregistered)"));
+  }
+  bufs_[index].Reset();
+  buf_sizes_[index] = 0;
+  return protocol::UnregisterBufReply{};
+}
+
+void Session::UnregisterAllBufs() {
+  for (RegisteredBuf& buf : bufs_) buf.Reset();
+  buf_sizes_.fill(0);
 }
 
 Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::UniqueFd>& fds,
@@ -677,16 +714,7 @@ Reply Session::Dispatch(Request& request) {
           return p::ErrorReply<p::RegisterBufReply>(
               Status(EPROTO, "REGISTER_BUF is handled by Run"));
         } else if constexpr (std::is_same_v<T, p::UnregisterBufRequest>) {
-          // The decoder checked that the id is in 1..kMaxRegisteredBufs.
-          const size_t index = req.buf_id - 1;
-          if (buf_sizes_[index] == 0) {
-            return p::ErrorReply<p::UnregisterBufReply>(
-                Status(EINVAL, "no buffer has id " + std::to_string(req.buf_id) +
-                                   " in this session (never registered, or unregistered)"));
-          }
-          bufs_[index].Reset();
-          buf_sizes_[index] = 0;
-          return p::UnregisterBufReply{};
+          return UnregisterBuf(req.buf_id);
         } else if constexpr (std::is_same_v<T, p::UnmapRequest>) {
           if (views_.erase(req.view_id) == 0) {
             return p::ErrorReply<p::UnmapReply>(Status(

@@ -90,10 +90,17 @@ class Session {
   protocol::Reply Open(const protocol::OpenRequest& req);
   protocol::Reply Map(const protocol::MapRequest& req);
   // REGISTER_BUF: checks and maps the client's memfd under the lowest free
-  // id. Refusals (a bad memfd, the session's kMaxRegisteredBufs in use) are
-  // failed replies; the session goes on.
+  // id. Refusals are failed replies, in words, and the session goes on:
+  // a bad memfd (EPROTO), one this session has registered already
+  // (EEXIST), the session's kMaxRegisteredBufs in use or a budget of
+  // SessionBounds spent (ENOSPC).
   protocol::Reply RegisterBuf(const protocol::RegisterBufRequest& req,
                               std::vector<protocol::UniqueFd>& fds);
+  // UNREGISTER_BUF: unmaps buffer `id` and gives its budget back.
+  protocol::Reply UnregisterBuf(uint64_t id);
+  // Unmaps every registered buffer and gives the budget back (the
+  // session's end, whichever way it ends).
+  void UnregisterAllBufs();
 
   // The handle of `id`, or nullptr.
   FileHandle* HandleOf(uint64_t id);
@@ -103,7 +110,7 @@ class Session {
   uint8_t* Shm(uint64_t shm_offset) {
     const uint64_t id = protocol::BufIdOf(shm_offset);
     if (id == 0) return shm_ + shm_offset;
-    return bufs_[id - 1].data() + protocol::BufOffsetOf(shm_offset);
+    return bufs_[id - 1].map.data() + protocol::BufOffsetOf(shm_offset);
   }
 
   // Permission to `want` (4 read, 2 write) the file at `path`.
@@ -121,11 +128,25 @@ class Session {
   size_t shm_size_ = 0;
   uint32_t session_version_ = 0;  // agreed at HELLO
 
-  // Registered buffers by id - 1: the mapping, and its size for the
-  // decoder (limits_.buf_sizes points at buf_sizes_; 0 for a free id).
-  // Ids are reused, lowest first: only this session's client names them,
-  // and a stale id confuses only that client.
-  std::array<protocol::ShmMapping, protocol::kMaxRegisteredBufs> bufs_;
+  // A registered buffer: its mapping, which memfd it is (a memfd is
+  // registered once per session), and its share of the server's budget,
+  // given back only once it is unmapped (Reset, or the destructor: members
+  // go in reverse order).
+  struct RegisteredBuf {
+    BufBudgetHold budget;
+    protocol::ShmMapping map;
+    protocol::ShmIdentity identity;
+    void Reset() {
+      map.Reset();
+      budget.Reset();
+      identity = {};
+    }
+  };
+  // Registered buffers by id - 1, and their sizes for the decoder
+  // (limits_.buf_sizes points at buf_sizes_; 0 for a free id). Ids are
+  // reused, lowest first: only this session's client names them, and a
+  // stale id confuses only that client.
+  std::array<RegisteredBuf, protocol::kMaxRegisteredBufs> bufs_;
   std::array<uint64_t, protocol::kMaxRegisteredBufs> buf_sizes_{};
 
   // The doorbell, once DOORBELL set it up (mapped until the session is

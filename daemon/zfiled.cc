@@ -137,6 +137,11 @@ int Main(int argc, char** argv) {
   app.add_option("--send-timeout-ms", bounds.send_timeout_ms)->group("");
   app.add_option("--stop-timeout-ms", bounds.stop_timeout_ms)->group("");
   app.add_option("--doorbell-check-ms", bounds.doorbell_check_ms)->group("");
+  app.add_option("--max-buf-bytes-per-session", bounds.max_buf_bytes_per_session)->group("");
+  app.add_option("--max-buf-mappings-per-uid", bounds.max_buf_mappings_per_uid)->group("");
+  app.add_option("--max-buf-bytes-per-uid", bounds.max_buf_bytes_per_uid)->group("");
+  app.add_option("--max-buf-mappings", bounds.max_buf_mappings)->group("");
+  app.add_option("--max-buf-bytes", bounds.max_buf_bytes)->group("");
   // Hidden too: an experiment's knob (see SessionBounds); the environment
   // lets benchmarks that start zfiled set it without new flags.
   if (const char* spin = std::getenv("ZFILED_DOORBELL_SPIN_US")) {

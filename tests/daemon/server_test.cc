@@ -1906,30 +1906,264 @@ TEST_F(ZfiledTest, RegisterBufWithAWrongMemfdIsRefusedInWords) {
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
+// A new memfd for a registered buffer of `size` bytes, named `name`
+// (MappingsOf), sealed as REGISTER_BUF wants and not mapped here.
+UniqueFd NewMemfd(uint64_t size, const char* name = "zf-regbuf-budget") {
+  UniqueFd fd(memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  EXPECT_TRUE(fd.valid());
+  EXPECT_EQ(ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  EXPECT_EQ(fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+  return fd;
+}
+
+// Registers `fd` again and again (up to 5 s) until it is taken, as a budget
+// given back by another session's end is, once the daemon has seen it end;
+// the last reply.
+p::RegisterBufReply RegisterWhenFree(RawClient& c, int fd, uint64_t size) {
+  p::RegisterBufReply r = c.Register(fd, size);
+  for (int i = 0; i < 100 && r.result == -ENOSPC; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    r = c.Register(fd, size);
+  }
+  return r;
+}
+
 TEST_F(ZfiledTest, RegistrationsPerSessionAreCapped) {
   StartDevice();
+  ASSERT_EQ(p::kMaxRegisteredBufs, 64u);
   const std::string name = "zf-regbuf-cap";
   {
     RawClient c;
     ASSERT_TRUE(c.Connect(socket_));
     ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
-    TestBuf buf(name.c_str(), 4096);
-    // One memfd registered over and over is as good as many for the count.
+    std::vector<std::unique_ptr<TestBuf>> bufs;
     for (uint64_t i = 1; i <= p::kMaxRegisteredBufs; ++i) {
-      p::RegisterBufReply r = c.Register(buf.fd.get(), 4096);
+      bufs.push_back(std::make_unique<TestBuf>(name.c_str(), 4096));
+      p::RegisterBufReply r = c.Register(bufs.back()->fd.get(), 4096);
       ASSERT_EQ(r.result, 0) << i << ": " << r.message;
       ASSERT_EQ(r.buf_id, i);
     }
-    p::RegisterBufReply over = c.Register(buf.fd.get(), 4096);
+    TestBuf extra(name.c_str(), 4096);
+    p::RegisterBufReply over = c.Register(extra.fd.get(), 4096);
     EXPECT_EQ(over.result, -ENOSPC);
-    EXPECT_NE(over.message.find("256 buffers registered, the limit"), std::string::npos)
+    EXPECT_NE(over.message.find("64 buffers registered, the limit per session"), std::string::npos)
         << over.message;
-    EXPECT_EQ(p::ResultOf(c.Call(p::UnregisterBufRequest{.buf_id = 77})).result, 0);
-    EXPECT_EQ(c.Register(buf.fd.get(), 4096).buf_id, 77u);
+    EXPECT_EQ(p::ResultOf(c.Call(p::UnregisterBufRequest{.buf_id = 17})).result, 0);
+    EXPECT_EQ(c.Register(extra.fd.get(), 4096).buf_id, 17u);
     EXPECT_EQ(MappingsOf(pid_, name), p::kMaxRegisteredBufs);
   }
   // All of them go when the session ends.
   EXPECT_EQ(AwaitMappings(pid_, name, 0), 0u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+TEST_F(ZfiledTest, RegisteredBytesPerSessionAreCapped) {
+  StartDevice();  // the default: 4 GiB per session
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
+  // Four of the largest (sparse: only address space, in both processes).
+  std::vector<UniqueFd> gib;
+  for (int i = 0; i < 4; ++i) {
+    gib.push_back(NewMemfd(p::kMaxShmSize));
+    p::RegisterBufReply r = c.Register(gib.back().get(), p::kMaxShmSize);
+    ASSERT_EQ(r.result, 0) << i << ": " << r.message;
+  }
+  UniqueFd page = NewMemfd(4096);
+  p::RegisterBufReply over = c.Register(page.get(), 4096);
+  EXPECT_EQ(over.result, -ENOSPC);
+  EXPECT_NE(over.message.find("limit of 4 GiB of registered buffers per session"),
+            std::string::npos)
+      << over.message;
+  EXPECT_NE(over.message.find("this session has 4, of 4 GiB"), std::string::npos) << over.message;
+  // Another session has its own 4 GiB.
+  {
+    RawClient other;
+    ASSERT_TRUE(other.Connect(socket_));
+    ASSERT_EQ(other.Hello("default", p::kSessionProtocolVersion).result, 0);
+    EXPECT_EQ(other.Register(page.get(), 4096).result, 0);
+  }
+  EXPECT_EQ(p::ResultOf(c.Call(p::UnregisterBufRequest{.buf_id = 2})).result, 0);
+  EXPECT_EQ(c.Register(page.get(), 4096).buf_id, 2u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+TEST_F(ZfiledTest, SameMemfdIsRegisteredOncePerSession) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
+  TestBuf buf("zf-regbuf-once", 65536);
+  ASSERT_EQ(c.Register(buf.fd.get(), 65536).buf_id, 1u);
+  auto refused = [&](int fd, uint64_t size) {
+    p::RegisterBufReply r = c.Register(fd, size);
+    EXPECT_EQ(r.result, -EEXIST) << r.message;
+    EXPECT_NE(r.message.find("registered in this session already, as buffer 1"), std::string::npos)
+        << r.message;
+  };
+  refused(buf.fd.get(), 65536);
+  refused(buf.fd.get(), 4096);  // a smaller part of it is the same memfd
+  {                             // Another descriptor of the same memfd, reopened.
+    const std::string proc = "/proc/self/fd/" + std::to_string(buf.fd.get());
+    UniqueFd again(open(proc.c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(again.valid());
+    refused(again.get(), 65536);
+  }
+  EXPECT_EQ(MappingsOf(pid_, "zf-regbuf-once"), 1u);
+  // The session went on; another session may register it too, and once
+  // unregistered here it may be registered here again.
+  {
+    RawClient other;
+    ASSERT_TRUE(other.Connect(socket_));
+    ASSERT_EQ(other.Hello("default", p::kSessionProtocolVersion).result, 0);
+    EXPECT_EQ(other.Register(buf.fd.get(), 65536).buf_id, 1u);
+  }
+  EXPECT_EQ(p::ResultOf(c.Call(p::UnregisterBufRequest{.buf_id = 1})).result, 0);
+  EXPECT_EQ(c.Register(buf.fd.get(), 65536).buf_id, 1u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// Registered buffers of all sessions share the daemon's budget: one
+// session's registrations are refused once two have spent it, and what a
+// session unregisters, or holds when it ends or its client is killed,
+// comes back.
+TEST_F(ZfiledTest, RegistrationBudgetIsDaemonWide) {
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--max-buf-mappings", "4",
+         "--max-buf-bytes", std::to_string(1 << 20)});
+  constexpr uint64_t kQuarter = 256 * 1024;
+  auto a = std::make_unique<RawClient>();
+  RawClient b;
+  ASSERT_TRUE(a->Connect(socket_));
+  ASSERT_EQ(a->Hello("default", p::kSessionProtocolVersion).result, 0);
+  ASSERT_TRUE(b.Connect(socket_));
+  ASSERT_EQ(b.Hello("default", p::kSessionProtocolVersion).result, 0);
+  UniqueFd a1 = NewMemfd(kQuarter), a2 = NewMemfd(kQuarter);
+  UniqueFd b1 = NewMemfd(kQuarter), b2 = NewMemfd(kQuarter), b3 = NewMemfd(kQuarter);
+  UniqueFd half = NewMemfd(2 * kQuarter), small = NewMemfd(4096);
+  ASSERT_EQ(a->Register(a1.get(), kQuarter).buf_id, 1u);
+  ASSERT_EQ(a->Register(a2.get(), kQuarter).buf_id, 2u);
+  ASSERT_EQ(b.Register(b1.get(), kQuarter).buf_id, 1u);
+  // 768 KiB are taken: 512 more would pass the bytes.
+  p::RegisterBufReply r = b.Register(half.get(), 2 * kQuarter);
+  EXPECT_EQ(r.result, -ENOSPC) << r.message;
+  EXPECT_NE(r.message.find("limit of 1 MiB of registered buffers in all sessions of all uids"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("zfiled has 3, of 768 KiB"), std::string::npos) << r.message;
+  ASSERT_EQ(b.Register(b2.get(), kQuarter).result, 0);
+  // Four buffers: one more would pass the count, however small.
+  r = b.Register(small.get(), 4096);
+  EXPECT_EQ(r.result, -ENOSPC) << r.message;
+  EXPECT_NE(r.message.find("limit of 4 registered buffers in all sessions of all uids"),
+            std::string::npos)
+      << r.message;
+  // The session goes on after a refusal, and nothing was mapped for it.
+  EXPECT_EQ(std::get<p::VolInfoReply>(b.Call(p::VolInfoRequest{})).result, 0);
+  EXPECT_EQ(MappingsOf(pid_, "zf-regbuf-budget"), 4u);
+
+  // Unregistered in one session, the budget is there for the other.
+  EXPECT_EQ(p::ResultOf(a->Call(p::UnregisterBufRequest{.buf_id = 1})).result, 0);
+  EXPECT_EQ(b.Register(small.get(), 4096).buf_id, 3u);
+  EXPECT_EQ(a->Register(a1.get(), kQuarter).result, -ENOSPC);
+  // A session that ends gives back what it held.
+  a.reset();
+  EXPECT_EQ(RegisterWhenFree(b, b3.get(), kQuarter).buf_id, 4u);
+
+  // So does one whose client is killed.
+  ASSERT_EQ(p::ResultOf(b.Call(p::UnregisterBufRequest{.buf_id = 4})).result, 0);
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const std::string socket = socket_;
+  const pid_t child = fork();
+  if (child == 0) {
+    RawClient c;
+    if (!c.Connect(socket) || c.Hello("default", p::kSessionProtocolVersion).result != 0) {
+      _exit(100);
+    }
+    Result<UniqueFd> fd = p::CreateShmRegion(kQuarter);
+    if (!fd.ok() || c.Register(fd->get(), kQuarter).result != 0) _exit(101);
+    const char got = 1;
+    if (write(ready[1], &got, 1) != 1) _exit(102);
+    pause();
+    _exit(0);
+  }
+  char got = 0;
+  ASSERT_EQ(read(ready[0], &got, 1), 1) << "the child could not register";
+  EXPECT_EQ(b.Register(b3.get(), kQuarter).result, -ENOSPC);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  close(ready[0]);
+  close(ready[1]);
+  EXPECT_EQ(RegisterWhenFree(b, b3.get(), kQuarter).buf_id, 4u);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// One uid's registered buffers, in all its sessions, have a budget of their
+// own; root's are not limited per uid.
+TEST_F(ZfiledTest, RegistrationBudgetPerUid) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
+  constexpr uint64_t kHalf = 512 * 1024;
+  Start({"--config", WriteConfig(), "--max-buf-mappings-per-uid", "2", "--max-buf-bytes-per-uid",
+         std::to_string(3 * kHalf / 2)});
+  int to_parent[2], to_child[2];
+  ASSERT_EQ(pipe(to_parent), 0);
+  ASSERT_EQ(pipe(to_child), 0);
+  const std::string socket = socket_;
+  const pid_t child = fork();
+  if (child == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(100);
+    auto s1 = std::make_unique<RawClient>();
+    RawClient s2;
+    if (!s1->Connect(socket) || s1->Hello("default", p::kSessionProtocolVersion).result != 0 ||
+        !s2.Connect(socket) || s2.Hello("default", p::kSessionProtocolVersion).result != 0) {
+      _exit(101);
+    }
+    Result<UniqueFd> h1 = p::CreateShmRegion(kHalf), h2 = p::CreateShmRegion(kHalf);
+    Result<UniqueFd> p1 = p::CreateShmRegion(4096), p2 = p::CreateShmRegion(4096);
+    if (!h1.ok() || !h2.ok() || !p1.ok() || !p2.ok()) _exit(102);
+    if (s1->Register(h1->get(), kHalf).result != 0) _exit(103);
+    // 512 KiB more in another session would pass the uid's 768 KiB.
+    p::RegisterBufReply r = s2.Register(h2->get(), kHalf);
+    if (r.result != -ENOSPC ||
+        r.message.find("limit of 768 KiB of registered buffers per uid") == std::string::npos ||
+        r.message.find("uid 65534 has 1, of 512 KiB") == std::string::npos) {
+      _exit(104);
+    }
+    if (s2.Register(p1->get(), 4096).result != 0) _exit(105);
+    // A third buffer would pass the uid's count.
+    r = s2.Register(p2->get(), 4096);
+    if (r.result != -ENOSPC ||
+        r.message.find("limit of 2 registered buffers per uid") == std::string::npos) {
+      _exit(106);
+    }
+    const char b = 1;
+    if (write(to_parent[1], &b, 1) != 1) _exit(107);
+    char go = 0;
+    if (read(to_child[0], &go, 1) != 1) _exit(108);
+    // The uid's other session ends: its buffer comes back to the uid.
+    s1.reset();
+    if (RegisterWhenFree(s2, p2->get(), 4096).result != 0) _exit(109);
+    _exit(0);
+  }
+  char b = 0;
+  ASSERT_EQ(read(to_parent[0], &b, 1), 1);
+  // Root, meanwhile, is not limited per uid (only by the total).
+  {
+    RawClient root;
+    ASSERT_TRUE(root.Connect(socket_));
+    ASSERT_EQ(root.Hello("default", p::kSessionProtocolVersion).result, 0);
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < 3; ++i) {
+      fds.push_back(NewMemfd(kHalf));
+      p::RegisterBufReply r = root.Register(fds.back().get(), kHalf);
+      EXPECT_EQ(r.result, 0) << i << ": " << r.message;
+    }
+  }
+  ASSERT_EQ(write(to_child[1], &b, 1), 1);
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << Log();
+  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 

@@ -524,7 +524,7 @@ TEST(MessagesTest, RegisterAndUnregisterBufAreChecked) {
   EXPECT_TRUE(DecodeRequestFrame(unreg(kMaxRegisteredBufs)).ok());
   for (uint64_t id : {uint64_t{0}, kMaxRegisteredBufs + 1, uint64_t{UINT64_MAX}}) {
     ExpectProtocolError(DecodeRequestFrame(unreg(id)).status(),
-                        "buffer id " + std::to_string(id) + " is not from 1 to 256");
+                        "buffer id " + std::to_string(id) + " is not from 1 to 64");
   }
   // The reply's id is checked the same way.
   auto reply = [](uint64_t id) {
@@ -534,8 +534,8 @@ TEST(MessagesTest, RegisterAndUnregisterBufAreChecked) {
     });
   };
   EXPECT_TRUE(DecodeReplyFrame(reply(7)).ok());
-  ExpectProtocolError(DecodeReplyFrame(reply(0)).status(), "buffer id 0 is not from 1 to 256");
-  ExpectProtocolError(DecodeReplyFrame(reply(257)).status(), "buffer id 257");
+  ExpectProtocolError(DecodeReplyFrame(reply(0)).status(), "buffer id 0 is not from 1 to 64");
+  ExpectProtocolError(DecodeReplyFrame(reply(65)).status(), "buffer id 65");
 }
 
 TEST(MessagesTest, HelloRequestIsChecked) {

@@ -212,7 +212,7 @@ std::vector<Reply> SampleReplies() {
   RegisterBufReply reg;
   reg.buf_id = kMaxRegisteredBufs;
   out.push_back(reg);
-  out.push_back(Failed<RegisterBufReply>(ENOSPC, "256 buffers registered, the limit"));
+  out.push_back(Failed<RegisterBufReply>(ENOSPC, "64 buffers registered, the limit per session"));
   out.push_back(UnregisterBufReply{});
   out.push_back(Failed<UnregisterBufReply>(EINVAL, "no buffer has id 9"));
   return out;

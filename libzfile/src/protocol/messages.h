@@ -105,7 +105,15 @@ inline constexpr uint64_t kMaxShmSize = uint64_t{1} << 30;
 // Registered buffers: at most kMaxRegisteredBufs per session, each sized as
 // the region may be. A PREAD/PWRITE/APPEND names buffer `id` (0: the
 // region) at byte `offset` with shm_offset = id << kBufIdShift | offset.
-inline constexpr uint64_t kMaxRegisteredBufs = 256;
+// Each is a mapping in the daemon, whose mappings (vm.max_map_count) and
+// address space every client shares, so the cap is small; the daemon also
+// caps the bytes per session and keeps budgets per uid and in total
+// (daemon/server.h, SessionBounds), refusing with ENOSPC, after which a
+// client copies through its region. The cap was 256 in the first daemons
+// that took registered buffers: a client that keeps at most 64 registered
+// never gets a higher id from them (the lowest free id is given), and a
+// daemon refuses the 65th registration of an older client with ENOSPC.
+inline constexpr uint64_t kMaxRegisteredBufs = 64;
 inline constexpr int kBufIdShift = 48;
 inline constexpr uint64_t kBufOffsetMask = (uint64_t{1} << kBufIdShift) - 1;
 static_assert(kMaxShmSize <= kBufOffsetMask);
