@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +29,19 @@ namespace {
 
 std::atomic<uint64_t> zero_copy_bytes{0};
 std::atomic<uint64_t> copied_bytes{0};
+
+// The client connections alive in this process, and the doorbell calls of
+// those already gone: ClientDoorbellCallsNow sums them. Never destroyed,
+// so that a connection that outlives static destruction finds it.
+struct ConnectionRegistry {
+  std::mutex mu;
+  std::set<const Connection*> live;  // guarded by mu
+  uint64_t gone_doorbell_calls = 0;  // guarded by mu
+};
+ConnectionRegistry& Connections() {
+  static auto* registry = new ConnectionRegistry;
+  return *registry;
+}
 
 FileStat ToFileStat(const proto::StatInfo& in) {
   FileStat st;
@@ -109,7 +123,20 @@ struct ClientState {
 Result<std::shared_ptr<Connection>> NewConnection(const ClientState& state) {
   ZF_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
                       Connection::Open(state.target, kClientShmSize));
-  return std::shared_ptr<Connection>(std::move(conn));
+  ConnectionRegistry& registry = Connections();
+  {
+    std::lock_guard<std::mutex> lock(registry.mu);
+    registry.live.insert(conn.get());
+  }
+  return std::shared_ptr<Connection>(conn.release(), [](Connection* c) {
+    {
+      ConnectionRegistry& all = Connections();
+      std::lock_guard<std::mutex> lock(all.mu);
+      all.live.erase(c);
+      all.gone_doorbell_calls += c->doorbell_calls();
+    }
+    delete c;
+  });
 }
 
 // The largest piece of one call sent as one request: the region, rounded
@@ -685,6 +712,14 @@ class ClientVolume final : public VolBackend {
 ClientCopyCounters ClientCopyCountersNow() {
   return {zero_copy_bytes.load(std::memory_order_relaxed),
           copied_bytes.load(std::memory_order_relaxed)};
+}
+
+uint64_t ClientDoorbellCallsNow() {
+  ConnectionRegistry& registry = Connections();
+  std::lock_guard<std::mutex> lock(registry.mu);
+  uint64_t calls = registry.gone_doorbell_calls;
+  for (const Connection* c : registry.live) calls += c->doorbell_calls();
+  return calls;
 }
 
 Result<std::unique_ptr<VolBackend>> OpenClientVolume(std::string_view uri,

@@ -45,6 +45,11 @@ struct ClientCopyCounters {
 };
 ClientCopyCounters ClientCopyCountersNow();
 
+// Requests that client-mode connections of this process, alive or gone,
+// have sent by the shared-memory doorbell rather than as frames on the
+// socket (Connection::doorbell_calls), for tests.
+uint64_t ClientDoorbellCallsNow();
+
 // Connects to the daemon `uri` names (client_uri.h) and opens a session on
 // its volume. `options` must be empty (EINVAL otherwise): the daemon's
 // configuration owns the mount options.
