@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "client/client_backend.h"  // ClientCopyCountersNow
+#include "client/client_backend.h"  // ClientCopyCountersNow, ClientDoorbellCallsNow
+#include "protocol/messages.h"      // kMaxRegisteredBufs
 #include "volume_fixture.h"
 
 namespace zfile::testing {
@@ -170,21 +171,38 @@ TEST_P(BuffersTest, OneBufferServesFilesOnDifferentConnections) {
 
 TEST_P(BuffersTest, FreedAndNewBuffersAndMoreThanASessionTakes) {
   zfile_file* f = Open("cnv/2", O_RDWR);
-  // More buffers than one session registers (256): the rest are copied,
-  // and every one moves the right bytes.
+  // More buffers than one session registers (kMaxRegisteredBufs, 64): the
+  // rest are copied, and every one moves the right bytes. All the calls go
+  // by the one file's connection.
+  constexpr int kCap = static_cast<int>(protocol::kMaxRegisteredBufs);
+  constexpr int kMany = kCap + 4;
   std::vector<uint8_t*> many;
-  for (int i = 0; i < 260; ++i) many.push_back(Alloc(4096));
-  for (int i = 0; i < 260; ++i) {
+  for (int i = 0; i < kMany; ++i) many.push_back(Alloc(4096));
+  ClientCopyCounters before = ClientCopyCountersNow();
+  for (int i = 0; i < kMany; ++i) {
     FillPattern(many[i], 4096, uint64_t(i) * 4096, 50);
     ASSERT_EQ(zfile_pwrite(f, many[i], 4096, uint64_t(i) * 4096), 4096)
         << i << ": " << zfile_last_error();
   }
-  // Freed buffers give their places back: new ones register again.
-  for (int i = 0; i < 200; ++i) Free(many[i]);
-  for (int i = 0; i < 200; ++i) {
+  ClientCopyCounters after = ClientCopyCountersNow();
+  if (daemon()) {
+    EXPECT_EQ(after.zero_copy_bytes - before.zero_copy_bytes, uint64_t{kCap} * 4096);
+    EXPECT_EQ(after.copied_bytes - before.copied_bytes, uint64_t{kMany - kCap} * 4096);
+  }
+  // Freed buffers give their ids back: new ones register again, and none
+  // is copied.
+  constexpr int kRenewed = kCap - 14;
+  for (int i = 0; i < kRenewed; ++i) Free(many[i]);
+  before = ClientCopyCountersNow();
+  for (int i = 0; i < kRenewed; ++i) {
     uint8_t* b = Alloc(4096);
     ASSERT_EQ(zfile_pread(f, b, 4096, uint64_t(i) * 4096), 4096) << i << ": " << zfile_last_error();
     EXPECT_EQ(CheckPattern(b, 4096, uint64_t(i) * 4096, 50), -1) << i;
+  }
+  after = ClientCopyCountersNow();
+  if (daemon()) {
+    EXPECT_EQ(after.zero_copy_bytes - before.zero_copy_bytes, uint64_t{kRenewed} * 4096);
+    EXPECT_EQ(after.copied_bytes, before.copied_bytes);
   }
 }
 
@@ -212,10 +230,23 @@ TEST_P(BuffersTest, AgainstZfiledTheBufferIsNotCopied) {
 TEST_P(BuffersTest, RegistrationAlsoWorksWithoutTheDoorbell) {
   if (!daemon()) GTEST_SKIP() << "a client-mode knob";
   // REGISTER_BUF then goes on the socket as a frame of its own, not as a
-  // doorbell ring with a socket twin.
-  setenv("ZFILE_DOORBELL", "0", 1);
+  // doorbell ring with a socket twin. First the count of doorbell calls is
+  // seen to move on the doorbell (the default), so that its staying still
+  // below means something.
+  {
+    const uint64_t rung = ClientDoorbellCallsNow();
+    struct zfile_stat st;
+    ASSERT_EQ(zfile_stat(vol_, "cnv/0", &st), 0) << zfile_last_error();
+    EXPECT_GT(ClientDoorbellCallsNow(), rung) << "the default session is not on the doorbell";
+  }
+  // Each connection reads ZFILE_DOORBELL as it opens, and the reader below
+  // gets a connection of its own after the mount: set until the end.
+  struct NoDoorbell {
+    NoDoorbell() { setenv("ZFILE_DOORBELL", "0", 1); }
+    ~NoDoorbell() { unsetenv("ZFILE_DOORBELL"); }
+  } no_doorbell;
   MountOrDie();
-  unsetenv("ZFILE_DOORBELL");
+  const uint64_t rung = ClientDoorbellCallsNow();
   zfile_file* f = Open("seq/1", O_WRONLY | O_DIRECT);
   zfile_file* r = Open("seq/1", O_RDONLY | O_DIRECT);
   uint8_t* b = Alloc(kMiB);
@@ -228,6 +259,8 @@ TEST_P(BuffersTest, RegistrationAlsoWorksWithoutTheDoorbell) {
   EXPECT_EQ(CheckPattern(b, kMiB, 0, 81), -1);
   EXPECT_EQ(after.zero_copy_bytes - before.zero_copy_bytes, 2 * kMiB);
   EXPECT_EQ(after.copied_bytes, before.copied_bytes);
+  // Not one request (REGISTER_BUF included) went by a doorbell.
+  EXPECT_EQ(ClientDoorbellCallsNow(), rung);
 }
 
 TEST_P(BuffersTest, WithoutRegistrationTheClientCopiesAndStaysCorrect) {
