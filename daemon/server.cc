@@ -126,35 +126,54 @@ void BufBudgetHold::Reset() {
 
 Result<BufBudgetHold> Server::TakeBufBudget(uid_t uid, uint64_t bytes, BufUsage session) {
   // Which limit, in words: the buffers' count if that is what one more
-  // would pass, their bytes otherwise.
+  // would pass, their bytes otherwise; and what the client can do about
+  // it, which differs: the session's own buffers are its client's to
+  // unregister, the uid's and the daemon's may be other clients'.
   auto refuse = [&](const std::string& per, uint64_t max_bufs, uint64_t max_bytes,
-                    const std::string& who, const BufUsage& now) {
+                    const std::string& who, const BufUsage& now, const char* remedy) {
     const std::string limit = now.mappings + 1 > max_bufs
                                   ? std::to_string(max_bufs) + " registered buffers"
                                   : BytesInWords(max_bytes) + " of registered buffers";
     return Status(ENOSPC, "registering a buffer of " + BytesInWords(bytes) +
                               " would pass zfiled's limit of " + limit + " " + per + " (" + who +
-                              " has " + std::to_string(now.mappings) + ", of " +
-                              BytesInWords(now.bytes) + "); unregister some first");
+                              " has " + std::to_string(now.mappings) +
+                              (now.mappings == 1 ? " buffer" : " buffers") + " registered, " +
+                              BytesInWords(now.bytes) + " in all); " + remedy);
+  };
+  // A refusal past the uid's or the daemon's limit is logged, for an
+  // operator wondering why clients copy; at most once per uid per
+  // kBufRefusalLogPeriod, as a client may meet it on every call.
+  auto refuse_logged = [&](Status refusal) {
+    const auto now = std::chrono::steady_clock::now();
+    auto [last, first] = buf_refusal_logged_.try_emplace(uid, now);
+    if (first || now - last->second >= kBufRefusalLogPeriod) {
+      last->second = now;
+      Log().warn("uid {}'s registered buffer refused (logged once per {} s per uid): {}", uid,
+                 std::chrono::duration_cast<std::chrono::seconds>(kBufRefusalLogPeriod).count(),
+                 refusal.message());
+    }
+    return refusal;
   };
   std::lock_guard<std::mutex> lock(buf_mu_);
   // The count per session is the session's own (kMaxRegisteredBufs).
   if (session.bytes + bytes > bounds_.max_buf_bytes_per_session) {
     return refuse("per session", UINT64_MAX, bounds_.max_buf_bytes_per_session, "this session",
-                  session);
+                  session, "unregister one first");
   }
+  constexpr const char* kOthers = "other sessions hold the rest; the client copies meanwhile";
   // Root is not limited per uid (as its sessions are not), only in total.
   auto it = buf_by_uid_.find(uid);
   const BufUsage of_uid = it == buf_by_uid_.end() ? BufUsage{} : it->second;
   if (uid != 0 && (of_uid.mappings + 1 > bounds_.max_buf_mappings_per_uid ||
                    of_uid.bytes + bytes > bounds_.max_buf_bytes_per_uid)) {
-    return refuse("per uid, in all of a uid's sessions", bounds_.max_buf_mappings_per_uid,
-                  bounds_.max_buf_bytes_per_uid, "uid " + std::to_string(uid), of_uid);
+    return refuse_logged(refuse("per uid, in all of a uid's sessions",
+                                bounds_.max_buf_mappings_per_uid, bounds_.max_buf_bytes_per_uid,
+                                "uid " + std::to_string(uid), of_uid, kOthers));
   }
   if (buf_total_.mappings + 1 > bounds_.max_buf_mappings ||
       buf_total_.bytes + bytes > bounds_.max_buf_bytes) {
-    return refuse("in all sessions of all uids", bounds_.max_buf_mappings, bounds_.max_buf_bytes,
-                  "zfiled", buf_total_);
+    return refuse_logged(refuse("in all sessions of all uids", bounds_.max_buf_mappings,
+                                bounds_.max_buf_bytes, "zfiled", buf_total_, kOthers));
   }
   BufUsage& held = buf_by_uid_[uid];
   ++held.mappings;
@@ -167,13 +186,25 @@ Result<BufBudgetHold> Server::TakeBufBudget(uid_t uid, uint64_t bytes, BufUsage 
 void Server::GiveBackBufBudget(uid_t uid, uint64_t bytes) {
   std::lock_guard<std::mutex> lock(buf_mu_);
   auto it = buf_by_uid_.find(uid);
+  // Every hold was counted for its uid and in total, so neither can be
+  // short; if one is, a hold was given back twice or never taken: say so,
+  // and keep the counts from wrapping, which would refuse every buffer
+  // from then on.
+  if (it == buf_by_uid_.end() || it->second.mappings == 0 || it->second.bytes < bytes ||
+      buf_total_.mappings == 0 || buf_total_.bytes < bytes) {
+    Log().error(
+        "registered buffers' budget: giving back {} bytes of uid {} that it does not hold "
+        "(uid {}: {} buffers, {} bytes; all: {} buffers, {} bytes); a bug, ignored",
+        bytes, uid, uid, it == buf_by_uid_.end() ? 0 : it->second.mappings,
+        it == buf_by_uid_.end() ? 0 : it->second.bytes, buf_total_.mappings, buf_total_.bytes);
+  }
   if (it != buf_by_uid_.end()) {
-    --it->second.mappings;
-    it->second.bytes -= bytes;
+    it->second.mappings -= std::min<uint64_t>(it->second.mappings, 1);
+    it->second.bytes -= std::min(it->second.bytes, bytes);
     if (it->second.mappings == 0) buf_by_uid_.erase(it);
   }
-  --buf_total_.mappings;
-  buf_total_.bytes -= bytes;
+  buf_total_.mappings -= std::min<uint64_t>(buf_total_.mappings, 1);
+  buf_total_.bytes -= std::min(buf_total_.bytes, bytes);
 }
 
 Result<const protocol::UniqueFd*> Server::ArenaFor(const ServedVolume& vol,
@@ -469,6 +500,18 @@ Status Server::Stop() {
     (void)r.session.release();
   }
   sessions.clear();
+  if (stuck == 0) {
+    // Every session is gone, and every hold with it: budget still held
+    // was never given back, which a daemon that kept running would have
+    // refused to other clients for good.
+    std::lock_guard<std::mutex> lock(buf_mu_);
+    if (buf_total_.mappings != 0 || buf_total_.bytes != 0) {
+      Log().error(
+          "registered buffers' budget: {} buffers, {} bytes still held with every session "
+          "ended; a bug",
+          buf_total_.mappings, buf_total_.bytes);
+    }
+  }
   if (stuck > 0) {
     abandoned_ = true;
     // The FUSE mounts too: their workers use the volumes. The kernel

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -154,7 +155,9 @@ class Server;
 // max_buf_*): one mapping and its bytes, counted for its session's uid and
 // in total from Server::TakeBufBudget until the hold is reset or
 // destroyed, whichever way the buffer goes (UNREGISTER_BUF, the session's
-// end, the client killed). The server must outlive it.
+// end, the client killed). The server must outlive it: a Stop that
+// abandons sessions leaks them with their holds, and zfiled then _exits
+// rather than destroy the server under them.
 class BufBudgetHold {
  public:
   BufBudgetHold() = default;
@@ -289,6 +292,10 @@ class Server {
   std::mutex buf_mu_;
   BufUsage buf_total_;                    // guarded by buf_mu_
   std::map<uid_t, BufUsage> buf_by_uid_;  // guarded by buf_mu_; no zero entries
+  // When each uid's refusal past a per-uid or total limit was last logged
+  // (guarded by buf_mu_); an entry per uid ever refused, as few as uids.
+  static constexpr std::chrono::seconds kBufRefusalLogPeriod{10};
+  std::map<uid_t, std::chrono::steady_clock::time_point> buf_refusal_logged_;
 
   struct Running {
     std::unique_ptr<Session> session;

@@ -1916,6 +1916,40 @@ UniqueFd NewMemfd(uint64_t size, const char* name = "zf-regbuf-budget") {
   return fd;
 }
 
+// A forked child, killed and reaped however the test ends: a failed ASSERT
+// returns early, and a child left running would keep its sessions (and
+// their budget) and its ends of the test's pipes.
+class ForkedChild {
+ public:
+  explicit ForkedChild(pid_t pid) : pid_(pid) {}
+  ~ForkedChild() {
+    if (pid_ > 0) kill(pid_, SIGKILL);
+    Wait();
+  }
+  ForkedChild(const ForkedChild&) = delete;
+  ForkedChild& operator=(const ForkedChild&) = delete;
+
+  // Waits for the child to end; how it ended, in words.
+  std::string Wait() {
+    if (pid_ > 0) {
+      waitpid(pid_, &status_, 0);
+      pid_ = -1;
+    }
+    if (WIFEXITED(status_)) return "the child exited with " + std::to_string(WEXITSTATUS(status_));
+    if (WIFSIGNALED(status_))
+      return "the child was killed by signal " + std::to_string(WTERMSIG(status_));
+    return "the child ended with status " + std::to_string(status_);
+  }
+  bool ExitedOk() {
+    Wait();
+    return WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
+  }
+
+ private:
+  pid_t pid_;
+  int status_ = 0;
+};
+
 // Registers `fd` again and again (up to 5 s) until it is taken, as a budget
 // given back by another session's end is, once the daemon has seen it end;
 // the last reply.
@@ -1958,25 +1992,31 @@ TEST_F(ZfiledTest, RegistrationsPerSessionAreCapped) {
 }
 
 TEST_F(ZfiledTest, RegisteredBytesPerSessionAreCapped) {
-  StartDevice();  // the default: 4 GiB per session
+  // 1 MiB rather than the default 4 GiB: the same check, without mapping
+  // gigabytes into the daemon.
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--max-buf-bytes-per-session",
+         std::to_string(1 << 20)});
+  constexpr uint64_t kQuarter = 256 * 1024;
   RawClient c;
   ASSERT_TRUE(c.Connect(socket_));
   ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
-  // Four of the largest (sparse: only address space, in both processes).
-  std::vector<UniqueFd> gib;
+  std::vector<UniqueFd> quarters;
   for (int i = 0; i < 4; ++i) {
-    gib.push_back(NewMemfd(p::kMaxShmSize));
-    p::RegisterBufReply r = c.Register(gib.back().get(), p::kMaxShmSize);
+    quarters.push_back(NewMemfd(kQuarter));
+    p::RegisterBufReply r = c.Register(quarters.back().get(), kQuarter);
     ASSERT_EQ(r.result, 0) << i << ": " << r.message;
   }
   UniqueFd page = NewMemfd(4096);
   p::RegisterBufReply over = c.Register(page.get(), 4096);
   EXPECT_EQ(over.result, -ENOSPC);
-  EXPECT_NE(over.message.find("limit of 4 GiB of registered buffers per session"),
+  EXPECT_NE(over.message.find("limit of 1 MiB of registered buffers per session"),
             std::string::npos)
       << over.message;
-  EXPECT_NE(over.message.find("this session has 4, of 4 GiB"), std::string::npos) << over.message;
-  // Another session has its own 4 GiB.
+  EXPECT_NE(over.message.find("this session has 4 buffers registered, 1 MiB in all); unregister "
+                              "one first"),
+            std::string::npos)
+      << over.message;
+  // Another session has its own 1 MiB.
   {
     RawClient other;
     ASSERT_TRUE(other.Connect(socket_));
@@ -2049,7 +2089,10 @@ TEST_F(ZfiledTest, RegistrationBudgetIsDaemonWide) {
   EXPECT_NE(r.message.find("limit of 1 MiB of registered buffers in all sessions of all uids"),
             std::string::npos)
       << r.message;
-  EXPECT_NE(r.message.find("zfiled has 3, of 768 KiB"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("zfiled has 3 buffers registered, 768 KiB in all); other sessions "
+                           "hold the rest; the client copies meanwhile"),
+            std::string::npos)
+      << r.message;
   ASSERT_EQ(b.Register(b2.get(), kQuarter).result, 0);
   // Four buffers: one more would pass the count, however small.
   r = b.Register(small.get(), 4096);
@@ -2074,8 +2117,10 @@ TEST_F(ZfiledTest, RegistrationBudgetIsDaemonWide) {
   int ready[2];
   ASSERT_EQ(pipe(ready), 0);
   const std::string socket = socket_;
-  const pid_t child = fork();
-  if (child == 0) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(ready[0]);
     RawClient c;
     if (!c.Connect(socket) || c.Hello("default", p::kSessionProtocolVersion).result != 0) {
       _exit(100);
@@ -2087,83 +2132,92 @@ TEST_F(ZfiledTest, RegistrationBudgetIsDaemonWide) {
     pause();
     _exit(0);
   }
-  char got = 0;
-  ASSERT_EQ(read(ready[0], &got, 1), 1) << "the child could not register";
-  EXPECT_EQ(b.Register(b3.get(), kQuarter).result, -ENOSPC);
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  close(ready[0]);
+  // Only the child writes: its early _exit is then an EOF here, not a hang.
   close(ready[1]);
+  UniqueFd from_child(ready[0]);
+  ForkedChild child(pid);
+  char got = 0;
+  if (read(from_child.get(), &got, 1) != 1)
+    FAIL() << "the child could not register: " << child.Wait();
+  EXPECT_EQ(b.Register(b3.get(), kQuarter).result, -ENOSPC);
+  kill(pid, SIGKILL);
+  child.Wait();
   EXPECT_EQ(RegisterWhenFree(b, b3.get(), kQuarter).buf_id, 4u);
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
+// Connects `c` as effective uid `uid`, the credentials SO_PEERCRED gives
+// the daemon: the test's own, or (root only) another for the connect alone.
+bool ConnectAs(RawClient& c, const std::string& socket, uid_t uid) {
+  const uid_t own = geteuid();
+  if (uid == own) return c.Connect(socket);
+  if (seteuid(uid) != 0) return false;
+  const bool ok = c.Connect(socket);
+  // Back to root, or every later test runs as `uid`.
+  if (seteuid(own) != 0) abort();
+  return ok;
+}
+
 // One uid's registered buffers, in all its sessions, have a budget of their
-// own; root's are not limited per uid.
+// own. The test's own uid's, or nobody's if that is root (whose are not
+// limited per uid: RootsRegistrationsAreNotLimitedPerUid).
 TEST_F(ZfiledTest, RegistrationBudgetPerUid) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to become another user";
   constexpr uint64_t kHalf = 512 * 1024;
+  // The socket open to all, for nobody.
   Start({"--config", WriteConfig(), "--max-buf-mappings-per-uid", "2", "--max-buf-bytes-per-uid",
          std::to_string(3 * kHalf / 2)});
-  int to_parent[2], to_child[2];
-  ASSERT_EQ(pipe(to_parent), 0);
-  ASSERT_EQ(pipe(to_child), 0);
-  const std::string socket = socket_;
-  const pid_t child = fork();
-  if (child == 0) {
-    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(100);
-    auto s1 = std::make_unique<RawClient>();
-    RawClient s2;
-    if (!s1->Connect(socket) || s1->Hello("default", p::kSessionProtocolVersion).result != 0 ||
-        !s2.Connect(socket) || s2.Hello("default", p::kSessionProtocolVersion).result != 0) {
-      _exit(101);
-    }
-    Result<UniqueFd> h1 = p::CreateShmRegion(kHalf), h2 = p::CreateShmRegion(kHalf);
-    Result<UniqueFd> p1 = p::CreateShmRegion(4096), p2 = p::CreateShmRegion(4096);
-    if (!h1.ok() || !h2.ok() || !p1.ok() || !p2.ok()) _exit(102);
-    if (s1->Register(h1->get(), kHalf).result != 0) _exit(103);
-    // 512 KiB more in another session would pass the uid's 768 KiB.
-    p::RegisterBufReply r = s2.Register(h2->get(), kHalf);
-    if (r.result != -ENOSPC ||
-        r.message.find("limit of 768 KiB of registered buffers per uid") == std::string::npos ||
-        r.message.find("uid 65534 has 1, of 512 KiB") == std::string::npos) {
-      _exit(104);
-    }
-    if (s2.Register(p1->get(), 4096).result != 0) _exit(105);
-    // A third buffer would pass the uid's count.
-    r = s2.Register(p2->get(), 4096);
-    if (r.result != -ENOSPC ||
-        r.message.find("limit of 2 registered buffers per uid") == std::string::npos) {
-      _exit(106);
-    }
-    const char b = 1;
-    if (write(to_parent[1], &b, 1) != 1) _exit(107);
-    char go = 0;
-    if (read(to_child[0], &go, 1) != 1) _exit(108);
-    // The uid's other session ends: its buffer comes back to the uid.
-    s1.reset();
-    if (RegisterWhenFree(s2, p2->get(), 4096).result != 0) _exit(109);
-    _exit(0);
+  const uid_t uid = geteuid() == 0 ? 65534 : geteuid();
+  auto s1 = std::make_unique<RawClient>();
+  RawClient s2;
+  ASSERT_TRUE(ConnectAs(*s1, socket_, uid));
+  ASSERT_EQ(s1->Hello("default", p::kSessionProtocolVersion).result, 0);
+  ASSERT_TRUE(ConnectAs(s2, socket_, uid));
+  ASSERT_EQ(s2.Hello("default", p::kSessionProtocolVersion).result, 0);
+  UniqueFd h1 = NewMemfd(kHalf), h2 = NewMemfd(kHalf);
+  UniqueFd p1 = NewMemfd(4096), p2 = NewMemfd(4096);
+  ASSERT_EQ(s1->Register(h1.get(), kHalf).result, 0);
+  // 512 KiB more in another session would pass the uid's 768 KiB.
+  p::RegisterBufReply r = s2.Register(h2.get(), kHalf);
+  EXPECT_EQ(r.result, -ENOSPC) << r.message;
+  EXPECT_NE(r.message.find("limit of 768 KiB of registered buffers per uid"), std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("uid " + std::to_string(uid) + " has 1 buffer registered, 512 KiB"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("other sessions hold the rest; the client copies meanwhile"),
+            std::string::npos)
+      << r.message;
+  ASSERT_EQ(s2.Register(p1.get(), 4096).result, 0);
+  // A third buffer would pass the uid's count.
+  r = s2.Register(p2.get(), 4096);
+  EXPECT_EQ(r.result, -ENOSPC) << r.message;
+  EXPECT_NE(r.message.find("limit of 2 registered buffers per uid"), std::string::npos)
+      << r.message;
+  // The uid's other session ends: its buffer comes back to the uid.
+  s1.reset();
+  EXPECT_EQ(RegisterWhenFree(s2, p2.get(), 4096).result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+  // Refusals past a per-uid limit are logged, once however many come.
+  const std::string log = Log();
+  const std::string warned = "uid " + std::to_string(uid) + "'s registered buffer refused";
+  EXPECT_NE(log.find(warned), std::string::npos) << log;
+  EXPECT_EQ(log.find(warned), log.rfind(warned)) << log;
+}
+
+TEST_F(ZfiledTest, RootsRegistrationsAreNotLimitedPerUid) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  constexpr uint64_t kHalf = 512 * 1024;
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--max-buf-mappings-per-uid",
+         "2", "--max-buf-bytes-per-uid", std::to_string(3 * kHalf / 2)});
+  RawClient root;
+  ASSERT_TRUE(root.Connect(socket_));
+  ASSERT_EQ(root.Hello("default", p::kSessionProtocolVersion).result, 0);
+  std::vector<UniqueFd> fds;
+  for (int i = 0; i < 3; ++i) {
+    fds.push_back(NewMemfd(kHalf));
+    p::RegisterBufReply r = root.Register(fds.back().get(), kHalf);
+    EXPECT_EQ(r.result, 0) << i << ": " << r.message;
   }
-  char b = 0;
-  ASSERT_EQ(read(to_parent[0], &b, 1), 1);
-  // Root, meanwhile, is not limited per uid (only by the total).
-  {
-    RawClient root;
-    ASSERT_TRUE(root.Connect(socket_));
-    ASSERT_EQ(root.Hello("default", p::kSessionProtocolVersion).result, 0);
-    std::vector<UniqueFd> fds;
-    for (int i = 0; i < 3; ++i) {
-      fds.push_back(NewMemfd(kHalf));
-      p::RegisterBufReply r = root.Register(fds.back().get(), kHalf);
-      EXPECT_EQ(r.result, 0) << i << ": " << r.message;
-    }
-  }
-  ASSERT_EQ(write(to_child[1], &b, 1), 1);
-  int status = 0;
-  waitpid(child, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << Log();
-  for (int fd : {to_parent[0], to_parent[1], to_child[0], to_child[1]}) close(fd);
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 
