@@ -29,6 +29,7 @@
 #include <gtest/gtest.h>
 
 #include "base/uri.h"
+#include "client/client_backend.h"  // ClientRegisterBufRequestsNow
 #include "daemon/server.h"
 #include "device/emu_backend.h"
 #include "device/emulated_geometry.h"
@@ -2218,6 +2219,52 @@ TEST_F(ZfiledTest, RootsRegistrationsAreNotLimitedPerUid) {
     p::RegisterBufReply r = root.Register(fds.back().get(), kHalf);
     EXPECT_EQ(r.result, 0) << i << ": " << r.message;
   }
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// A buffer the daemon refuses for want of budget is not offered again on
+// every call, which would cost each one a round trip passing its memfd: the
+// client copies, and asks again once it has unregistered a buffer of its
+// own or a second has passed (Connection::RegisterBuf).
+TEST_F(ZfiledTest, ClientDoesNotAskAgainAtEveryCallForABufferRefusedForBudget) {
+  constexpr size_t kBig = 128 * 1024;
+  Start({"--device", device_, "--socket", socket_, "--foreground", "--max-buf-bytes-per-session",
+         std::to_string(64 * 1024)});
+  const std::string uri = "unix:" + socket_ + "?volume=default";
+  zfile_vol* vol = nullptr;
+  ASSERT_EQ(zfile_vol_open(uri.c_str(), nullptr, &vol), 0) << zfile_last_error();
+  zfile_file* f = nullptr;
+  ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
+  void* big = nullptr;
+  void* small = nullptr;
+  ASSERT_EQ(zfile_buf_alloc(vol, kBig, &big), 0) << zfile_last_error();
+  ASSERT_EQ(zfile_buf_alloc(vol, 4096, &small), 0) << zfile_last_error();
+  Fill(static_cast<uint8_t*>(big), kBig, 7);
+  // Several calls on one connection (one file's), so a count of requests
+  // is this test's alone.
+  auto calls_on_big = [&](int n) {
+    const uint64_t before = ClientRegisterBufRequestsNow();
+    for (int i = 0; i < n; ++i) {
+      EXPECT_EQ(zfile_pwrite(f, big, kBig, 0), ssize_t(kBig)) << zfile_last_error();
+    }
+    return ClientRegisterBufRequestsNow() - before;
+  };
+  EXPECT_EQ(calls_on_big(5), 1u) << "one refusal, then copies";
+  // The small buffer fits and registers; unregistering it (its free) may
+  // have left room, so the big one is offered once more.
+  EXPECT_EQ(zfile_pwrite(f, small, 4096, 0), 4096) << zfile_last_error();
+  ASSERT_EQ(zfile_buf_free(vol, small), 0) << zfile_last_error();
+  EXPECT_EQ(calls_on_big(5), 1u);
+  // And once more after the back-off.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_EQ(calls_on_big(5), 1u);
+  // What the copies wrote is right.
+  std::vector<uint8_t> got(kBig);
+  ASSERT_EQ(zfile_pread(f, got.data(), kBig, 0), ssize_t(kBig)) << zfile_last_error();
+  EXPECT_EQ(std::memcmp(got.data(), big, kBig), 0);
+  EXPECT_EQ(zfile_close(f), 0);
+  EXPECT_EQ(zfile_buf_free(vol, big), 0) << zfile_last_error();
+  EXPECT_EQ(zfile_vol_close(vol), 0) << zfile_last_error();
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 

@@ -714,6 +714,8 @@ ClientCopyCounters ClientCopyCountersNow() {
           copied_bytes.load(std::memory_order_relaxed)};
 }
 
+uint64_t ClientRegisterBufRequestsNow() { return Connection::RegisterBufRequestsSent(); }
+
 uint64_t ClientDoorbellCallsNow() {
   ConnectionRegistry& registry = Connections();
   std::lock_guard<std::mutex> lock(registry.mu);

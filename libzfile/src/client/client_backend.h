@@ -45,6 +45,11 @@ struct ClientCopyCounters {
 };
 ClientCopyCounters ClientCopyCountersNow();
 
+// REGISTER_BUF requests that client-mode connections of this process have
+// sent, for tests (a buffer refused for want of budget is not offered on
+// every call: Connection::RegisterBuf).
+uint64_t ClientRegisterBufRequestsNow();
+
 // Requests that client-mode connections of this process, alive or gone,
 // have sent by the shared-memory doorbell rather than as frames on the
 // socket (Connection::doorbell_calls), for tests.

@@ -8,10 +8,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <string>
 
 #include "protocol/frame.h"
 #include "protocol/shm_region.h"
@@ -21,6 +24,9 @@ namespace zfile {
 namespace proto = zfile::protocol;
 
 namespace {
+
+// Connection::RegisterBufRequestsSent.
+std::atomic<uint64_t> register_buf_requests{0};
 
 // What to try when connect() fails, by errno: the bare strerror() of a
 // missing socket does not tell a user that the daemon is not running.
@@ -239,13 +245,28 @@ Result<uint64_t> Connection::RegisterBuf(uint64_t key, int fd, uint64_t size) {
   if (bufs_.size() >= proto::kMaxRegisteredBufs) {
     return Status(ENOSPC, "this session has the most registered buffers it may have");
   }
+  const auto now = std::chrono::steady_clock::now();
+  if (auto it = refused_.find(key); it != refused_.end()) {
+    if (now - it->second < kRegisterRetryAfter) {
+      return Status(ENOSPC, "zfiled refused to register this buffer less than " +
+                                std::to_string(kRegisterRetryAfter.count()) +
+                                " ms ago, for want of budget");
+    }
+    refused_.erase(it);
+  }
   proto::RegisterBufRequest req;
   req.size = size;
   const int fds[] = {fd};
+  register_buf_requests.fetch_add(1, std::memory_order_relaxed);
   ZF_ASSIGN_OR_RETURN(proto::Reply any, RoundTrip(req, fds, nullptr));
   auto* reply = std::get_if<proto::RegisterBufReply>(&any);
   if (reply == nullptr) return Break(Status(EPROTO, "zfiled answered with another reply type"));
-  ZF_RETURN_IF_ERROR(proto::StatusOf(*reply));
+  Status registered = proto::StatusOf(*reply);
+  // Only a budget is worth waiting for: other refusals (EEXIST, EPROTO)
+  // are not expected of this client, and remembering them would hide a
+  // change in the daemon.
+  if (registered.err() == ENOSPC) refused_[key] = now;
+  ZF_RETURN_IF_ERROR(registered);
   for (const auto& [other_key, id] : bufs_) {
     if (id == reply->buf_id) {
       return Break(
@@ -257,13 +278,21 @@ Result<uint64_t> Connection::RegisterBuf(uint64_t key, int fd, uint64_t size) {
 }
 
 void Connection::UnregisterBuf(uint64_t key) {
+  // Keys are never reused: a refusal of this one will not be asked about.
+  refused_.erase(key);
   auto it = bufs_.find(key);
   if (it == bufs_.end()) return;
   proto::UnregisterBufRequest req;
   req.buf_id = it->second;
   bufs_.erase(it);
+  // The budget this gives back may be enough for buffers refused before.
+  refused_.clear();
   // A broken session has lost its buffers along with everything else.
   if (broken_.ok()) (void)Call<proto::UnregisterBufReply>(req);
+}
+
+uint64_t Connection::RegisterBufRequestsSent() {
+  return register_buf_requests.load(std::memory_order_relaxed);
 }
 
 Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type,

@@ -41,6 +41,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -113,9 +114,18 @@ class Connection {
   // `key` (never reused for another buffer), a memfd `fd` of `size` bytes,
   // registering it first if it is not yet. A refusal (the session's limit,
   // a connection that cannot register) is an error and changes nothing.
+  // A buffer the daemon refused with ENOSPC (a budget of its, which only it
+  // knows) is refused again here without asking, until this connection
+  // unregisters a buffer or kRegisterRetryAfter has passed: otherwise
+  // every call on it would cost one more round trip passing its fd.
   Result<uint64_t> RegisterBuf(uint64_t key, int fd, uint64_t size);
   // With mu() held: unregisters buffer `key` if this session has it.
   void UnregisterBuf(uint64_t key);
+  static constexpr std::chrono::milliseconds kRegisterRetryAfter{1000};
+
+  // REGISTER_BUF requests sent by every connection of this process, for
+  // tests.
+  static uint64_t RegisterBufRequestsSent();
 
   // How often a client waiting for a doorbell reply checks that the daemon
   // is still there.
@@ -164,6 +174,8 @@ class Connection {
   uint32_t bell_seq_ = 0;              // the last request_seq rung
   std::vector<uint8_t> recv_buf_;      // doorbell replies, copied out of the slot
   std::map<uint64_t, uint64_t> bufs_;  // registered buffers: key -> the session's id
+  // Buffers the daemon refused with ENOSPC: key -> when (RegisterBuf).
+  std::map<uint64_t, std::chrono::steady_clock::time_point> refused_;
 
   std::atomic<bool> broken_flag_{false};
   std::atomic<uint64_t> doorbell_calls_{0};
