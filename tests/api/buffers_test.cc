@@ -233,6 +233,11 @@ TEST_P(BuffersTest, RegistrationAlsoWorksWithoutTheDoorbell) {
   // doorbell ring with a socket twin. First the count of doorbell calls is
   // seen to move on the doorbell (the default), so that its staying still
   // below means something.
+  // (Unless the environment has turned the doorbell off already.)
+  const char* doorbell = std::getenv("ZFILE_DOORBELL");
+  if (doorbell != nullptr && std::strcmp(doorbell, "0") == 0) {
+    GTEST_SKIP() << "ZFILE_DOORBELL=0 already: nothing to tell apart";
+  }
   {
     const uint64_t rung = ClientDoorbellCallsNow();
     struct zfile_stat st;

@@ -10,7 +10,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,18 +29,8 @@ namespace {
 std::atomic<uint64_t> zero_copy_bytes{0};
 std::atomic<uint64_t> copied_bytes{0};
 
-// The client connections alive in this process, and the doorbell calls of
-// those already gone: ClientDoorbellCallsNow sums them. Never destroyed,
-// so that a connection that outlives static destruction finds it.
-struct ConnectionRegistry {
-  std::mutex mu;
-  std::set<const Connection*> live;  // guarded by mu
-  uint64_t gone_doorbell_calls = 0;  // guarded by mu
-};
-ConnectionRegistry& Connections() {
-  static auto* registry = new ConnectionRegistry;
-  return *registry;
-}
+// Calls made through connections on the doorbell (ClientDoorbellCallsNow).
+std::atomic<uint64_t> doorbell_calls{0};
 
 FileStat ToFileStat(const proto::StatInfo& in) {
   FileStat st;
@@ -123,20 +112,17 @@ struct ClientState {
 Result<std::shared_ptr<Connection>> NewConnection(const ClientState& state) {
   ZF_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
                       Connection::Open(state.target, kClientShmSize));
-  ConnectionRegistry& registry = Connections();
-  {
-    std::lock_guard<std::mutex> lock(registry.mu);
-    registry.live.insert(conn.get());
-  }
-  return std::shared_ptr<Connection>(conn.release(), [](Connection* c) {
-    {
-      ConnectionRegistry& all = Connections();
-      std::lock_guard<std::mutex> lock(all.mu);
-      all.live.erase(c);
-      all.gone_doorbell_calls += c->doorbell_calls();
-    }
-    delete c;
-  });
+  return std::shared_ptr<Connection>(std::move(conn));
+}
+
+// With conn.mu() held: conn.Call<R>(request), counted for
+// ClientDoorbellCallsNow when the connection is on the doorbell (then
+// every request of it is rung, bar descriptor-carrying ones, which this
+// file never sends through Call).
+template <typename R>
+Result<R> CallOn(Connection& conn, const proto::Request& request) {
+  if (conn.on_doorbell()) doorbell_calls.fetch_add(1, std::memory_order_relaxed);
+  return conn.Call<R>(request);
 }
 
 // The largest piece of one call sent as one request: the region, rounded
@@ -154,7 +140,7 @@ size_t PieceSize(const Connection& conn) {
 // whatever the request would have ended along with the session).
 template <typename R>
 void CallUnlessBroken(Connection& conn, const proto::Request& request) {
-  if (!conn.broken()) (void)conn.Call<R>(request);
+  if (!conn.broken()) (void)CallOn<R>(conn, request);
 }
 
 // Takes a file or view out of the counts it was added to: its connection's
@@ -240,7 +226,7 @@ class ClientFile final : public FileBackend {
           req.length = piece;
           req.rwf = rwf;
           req.shm_offset = direct ? *direct + done : 0;
-          ZF_ASSIGN_OR_RETURN(proto::PreadReply reply, conn_->Call<proto::PreadReply>(req));
+          ZF_ASSIGN_OR_RETURN(proto::PreadReply reply, CallOn<proto::PreadReply>(*conn_, req));
           return static_cast<uint64_t>(reply.result);
         },
         [&](size_t done, uint64_t n) {
@@ -291,7 +277,7 @@ class ClientFile final : public FileBackend {
           req.handle = handle_;
           req.length = piece;
           req.shm_offset = shm_offset;
-          ZF_ASSIGN_OR_RETURN(proto::AppendReply reply, conn_->Call<proto::AppendReply>(req));
+          ZF_ASSIGN_OR_RETURN(proto::AppendReply reply, CallOn<proto::AppendReply>(*conn_, req));
           if (done == 0) {
             start = reply.offset;
           } else if (reply.offset != start + done) {
@@ -308,7 +294,7 @@ class ClientFile final : public FileBackend {
     std::lock_guard<std::mutex> lock(conn_->mu());
     proto::FsyncRequest req;
     req.handle = handle_;
-    return conn_->Call<proto::FsyncReply>(req).status();
+    return CallOn<proto::FsyncReply>(*conn_, req).status();
   }
 
   Status Truncate(uint64_t size) override {
@@ -316,14 +302,14 @@ class ClientFile final : public FileBackend {
     proto::FtruncateRequest req;
     req.handle = handle_;
     req.size = size;
-    return conn_->Call<proto::FtruncateReply>(req).status();
+    return CallOn<proto::FtruncateReply>(*conn_, req).status();
   }
 
   Status Stat(FileStat* st) override {
     std::lock_guard<std::mutex> lock(conn_->mu());
     proto::FstatRequest req;
     req.handle = handle_;
-    ZF_ASSIGN_OR_RETURN(proto::FstatReply reply, conn_->Call<proto::FstatReply>(req));
+    ZF_ASSIGN_OR_RETURN(proto::FstatReply reply, CallOn<proto::FstatReply>(*conn_, req));
     *st = ToFileStat(reply.stat);
     return Status::Ok();
   }
@@ -334,7 +320,7 @@ class ClientFile final : public FileBackend {
     req.handle = handle_;
     req.offset = offset;
     req.length = len;
-    ZF_ASSIGN_OR_RETURN(proto::MapReply reply, conn_->Call<proto::MapReply>(req));
+    ZF_ASSIGN_OR_RETURN(proto::MapReply reply, CallOn<proto::MapReply>(*conn_, req));
     // The daemon now holds the view's pages pinned for us: every failure
     // from here on must give them back.
     auto give_back = [&](Status why) {
@@ -445,6 +431,9 @@ class ClientFile final : public FileBackend {
     }
     const RegBuf& buf = **hold;
     if (buf.freed.load()) return std::nullopt;
+    // Counted as a call whether or not the buffer had to be registered:
+    // for ClientDoorbellCallsNow, only whether the connection rings matters.
+    if (conn_->on_doorbell()) doorbell_calls.fetch_add(1, std::memory_order_relaxed);
     Result<uint64_t> id = conn_->RegisterBuf(buf.key, buf.fd.get(), buf.map.size());
     if (!id.ok()) return std::nullopt;
     return proto::BufShmOffset(*id, addr - reinterpret_cast<uintptr_t>(buf.map.data()));
@@ -470,7 +459,7 @@ class ClientFile final : public FileBackend {
     req.length = len;
     req.rwf = rwf;
     req.shm_offset = shm_offset;
-    ZF_ASSIGN_OR_RETURN(proto::PwriteReply reply, conn_->Call<proto::PwriteReply>(req));
+    ZF_ASSIGN_OR_RETURN(proto::PwriteReply reply, CallOn<proto::PwriteReply>(*conn_, req));
     return static_cast<uint64_t>(reply.result);
   }
 
@@ -543,7 +532,7 @@ class ClientVolume final : public VolBackend {
       Result<proto::OpenReply> reply = Status(EIO, "not sent");
       {
         std::lock_guard<std::mutex> lock(conn->mu());
-        reply = conn->Call<proto::OpenReply>(req);
+        reply = CallOn<proto::OpenReply>(*conn, req);
       }
       if (reply.ok()) {
         return std::unique_ptr<FileBackend>(
@@ -653,7 +642,7 @@ class ClientVolume final : public VolBackend {
   Result<R> VolumeCall(const proto::Request& request) {
     for (int attempt = 0;; ++attempt) {
       ZF_ASSIGN_OR_RETURN(Held held, AnyConnection());
-      Result<R> reply = held.conn->template Call<R>(request);
+      Result<R> reply = CallOn<R>(*held.conn, request);
       if (reply.ok() || !held.conn->broken() || attempt > 0) return reply;
     }
   }
@@ -716,13 +705,7 @@ ClientCopyCounters ClientCopyCountersNow() {
 
 uint64_t ClientRegisterBufRequestsNow() { return Connection::RegisterBufRequestsSent(); }
 
-uint64_t ClientDoorbellCallsNow() {
-  ConnectionRegistry& registry = Connections();
-  std::lock_guard<std::mutex> lock(registry.mu);
-  uint64_t calls = registry.gone_doorbell_calls;
-  for (const Connection* c : registry.live) calls += c->doorbell_calls();
-  return calls;
-}
+uint64_t ClientDoorbellCallsNow() { return doorbell_calls.load(std::memory_order_relaxed); }
 
 Result<std::unique_ptr<VolBackend>> OpenClientVolume(std::string_view uri,
                                                      std::string_view options) {

@@ -50,9 +50,11 @@ ClientCopyCounters ClientCopyCountersNow();
 // every call: Connection::RegisterBuf).
 uint64_t ClientRegisterBufRequestsNow();
 
-// Requests that client-mode connections of this process, alive or gone,
-// have sent by the shared-memory doorbell rather than as frames on the
-// socket (Connection::doorbell_calls), for tests.
+// Calls that client-mode connections of this process have made while on
+// the shared-memory doorbell rather than on the socket, for tests. Every
+// request of such a connection is rung, so this counts calls, not rings: a
+// call on a registered buffer counts once more, whether or not it had to
+// register the buffer first.
 uint64_t ClientDoorbellCallsNow();
 
 // Connects to the daemon `uri` names (client_uri.h) and opens a session on
