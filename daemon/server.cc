@@ -102,7 +102,10 @@ Result<PeerCred> PeerCredOf(int sock) {
   return peer;
 }
 
-Server::Server(SessionBounds bounds) : bounds_(bounds), euid_(geteuid()) {}
+Server::Server(SessionBounds bounds)
+    : bounds_(bounds),
+      euid_(geteuid()),
+      max_spinners_(std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2))) {}
 
 namespace {
 
@@ -405,6 +408,16 @@ void Server::SessionEnded() {
   ssize_t ignored = write(wake_fd_.get(), &one, sizeof(one));
   (void)ignored;
 }
+
+bool Server::TryStartSpin() {
+  int now = spinners_.load(std::memory_order_relaxed);
+  while (now < max_spinners_) {
+    if (spinners_.compare_exchange_weak(now, now + 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+void Server::EndSpin() { spinners_.fetch_sub(1, std::memory_order_relaxed); }
 
 size_t Server::clients() const {
   std::lock_guard<std::mutex> lock(mu_);

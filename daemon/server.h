@@ -36,6 +36,7 @@
 #include "daemon/config.h"
 #include "daemon/fuse_mount.h"
 #include "engine/volume.h"
+#include "protocol/spin_policy.h"
 #include "protocol/unique_fd.h"
 
 namespace zfile::daemon {
@@ -73,11 +74,12 @@ struct SessionBounds {
   // the session can block on the socket itself; review F4). At most
   // kMaxDoorbellCheckMs (larger values are cut to it).
   uint32_t doorbell_check_ms = 50;
-  // How long a doorbell session busy-waits for the next request before it
-  // sleeps (0: never). Spinning saves the futex wake-up only when requests
-  // follow each other closely and the machine has a core to spare.
+  // The longest a doorbell session busy-waits for the next request before
+  // it sleeps (0: never). Within it, protocol/spin_policy.h learns how long
+  // the client takes to come back and spins only while that is short;
+  // at most max(1, CPUs / 2) sessions spin at once (Server::TryStartSpin).
   // At most kMaxDoorbellSpinUs (larger values are cut to it).
-  uint32_t doorbell_spin_us = 0;
+  uint32_t doorbell_spin_us = protocol::SpinPolicy::kDefaultCapUs;
 
   // Registered buffers (REGISTER_BUF): each is one mapping of a client's
   // memfd in the daemon, of up to 1 GiB, for as long as the client keeps it
@@ -118,7 +120,7 @@ struct SessionBounds {
 // seconds would burn a core per session for nothing, and a check interval
 // of more than a minute would keep a dead client's pins that long (and
 // beyond about 4.29 M ms would overflow the 32-bit microseconds).
-inline constexpr uint32_t kMaxDoorbellSpinUs = 1000;
+inline constexpr uint32_t kMaxDoorbellSpinUs = protocol::SpinPolicy::kMaxCapUs;
 inline constexpr uint32_t kMaxDoorbellCheckMs = 60000;
 // The longest a doorbell session that has been idle a while goes without
 // looking at its socket (unless doorbell_check_ms is longer).
@@ -266,6 +268,11 @@ class Server {
   void AcceptLoop();
   // Called by a session's thread as it ends: wakes AcceptLoop to reap it.
   void SessionEnded();
+  // Whether a session may busy-wait for its client now; if so it calls
+  // EndSpin when it stops. Spinners are capped so that many busy sessions
+  // cannot take every CPU from the engine's and each other's work.
+  bool TryStartSpin();
+  void EndSpin();
   // Joins the threads of sessions that have ended.
   void ReapLocked(bool all);
 
@@ -282,6 +289,8 @@ class Server {
   protocol::UniqueFd wake_fd_;  // eventfd: stop, or a session to reap
   std::thread accept_thread_;
   std::atomic<bool> stopping_{false};
+  const int max_spinners_;
+  std::atomic<int> spinners_{0};
   bool stopped_ = false;
   bool abandoned_ = false;  // see Stop
 

@@ -96,6 +96,7 @@ Status NoHandle(uint64_t id) {
 Session::Session(Server* server, uint64_t id, protocol::UniqueFd sock, PeerCred peer)
     : server_(server), id_(id), sock_(std::move(sock)), peer_(std::move(peer)) {
   limits_.buf_sizes = buf_sizes_;
+  spin_ = protocol::SpinPolicy(server_->bounds_.doorbell_spin_us);
   // A client that stops reading its replies must not hold this thread (and
   // its pins) forever: the send times out and the session is dropped.
   timeval tv{};
@@ -150,6 +151,13 @@ void Session::Run() {
     // in one go) do not make the socket readable again, so the doorbell
     // wait would never look at them: read them first.
     const bool via_bell = bell_.mapped() && !reader.mid_frame() && WaitForBell() == Next::kBell;
+    if (via_bell && replied_us_ != 0) {
+      spin_.Record(gap_class_,
+                   protocol::AnswerTookUs(
+                       replied_us_, bell_.Word64(protocol::kDoorbellRequestPostedOffset).load(),
+                       protocol::MonotonicMicros()));
+    }
+    replied_us_ = 0;
     if (via_bell) {
       Result<protocol::FrameHeader> taken = TakeBellRequest();
       if (!taken.ok()) {
@@ -186,6 +194,7 @@ void Session::Run() {
       why = "dropped: " + request.status().ToString();
       break;
     }
+    gap_class_ = protocol::SpinPolicy::ClassOf(protocol::DataBytes(*request));
     const bool hello = std::holds_alternative<protocol::HelloRequest>(*request);
     if (hello != (vol_ == nullptr)) {
       why = hello ? "dropped: a second HELLO" : "dropped: a request before HELLO";
@@ -288,8 +297,16 @@ Session::Next Session::WaitForBell() {
   const uint64_t check_us =
       uint64_t{std::clamp<uint32_t>(server_->bounds_.doorbell_check_ms, 1, kMaxDoorbellCheckMs)} *
       1000;
-  if (protocol::SpinFor(std::min(server_->bounds_.doorbell_spin_us, kMaxDoorbellSpinUs),
-                        [&] { return interrupted_.load() || rung(); })) {
+  // The server's spinner cap is asked only when this wait would spin.
+  auto arrived = [&] { return interrupted_.load() || rung(); };
+  bool rang;
+  if (spin_.BudgetUs(gap_class_) != 0 && server_->TryStartSpin()) {
+    rang = spin_.Spin(gap_class_, arrived);
+    server_->EndSpin();
+  } else {
+    rang = arrived();
+  }
+  if (rang) {
     if (interrupted_.load()) return Next::kSocket;
     bell_seq_ = request_seq.load();
     return Next::kBell;
@@ -405,6 +422,8 @@ void Session::RingReply(std::span<const uint8_t> frame) {
   // EncodeReply makes frames of at most kMaxFrameSize bytes, which fit.
   std::memcpy(bell_.ReplySlot(), frame.data(), frame.size());
   bell_.Word(protocol::kDoorbellReplyLenOffset).store(static_cast<uint32_t>(frame.size()));
+  replied_us_ = protocol::MonotonicMicros();
+  bell_.Word64(protocol::kDoorbellReplyPostedOffset).store(replied_us_);
   bell_.Word(protocol::kDoorbellReplySeqOffset).store(bell_seq_);
   if (bell_.Word(protocol::kDoorbellClientWaitingOffset).load() != 0) {
     protocol::FutexWake(bell_.WordAddress(protocol::kDoorbellReplySeqOffset));

@@ -156,6 +156,13 @@ class Session {
   std::atomic<bool> interrupted_{false};
   uint32_t bell_seq_ = 0;          // the request_seq last served
   std::vector<uint8_t> bell_buf_;  // the request, copied out of the slot
+  // How long to spin for the next ring: learned per size of the request
+  // last answered (what the client does next, copying its data out, takes
+  // time by that size), from when the reply was rung (replied_us_, 0 when
+  // it went on the socket).
+  protocol::SpinPolicy spin_;
+  unsigned gap_class_ = 0;
+  uint64_t replied_us_ = 0;
 
   // Views are declared after handles so that they are released first (a
   // view may outlive its handle, but not the volume; order is for tidiness).

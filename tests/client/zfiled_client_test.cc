@@ -314,7 +314,7 @@ TEST_F(ZfiledClient, DaemonKilledWhileAClientWaitsOnTheDoorbellIsEconnreset) {
   ASSERT_EQ(zfile_open(vol, "cnv/0", O_RDWR, &f), 0) << zfile_last_error();
   // Stopped, the daemon cannot answer: the request waits on the futex
   // until the daemon dies.
-  ASSERT_TRUE(zfiled_.Signal(SIGSTOP));
+  ASSERT_TRUE(zfiled_.Pause());
   ssize_t r = 0;
   std::string error;
   std::thread caller([&] {
@@ -326,7 +326,11 @@ TEST_F(ZfiledClient, DaemonKilledWhileAClientWaitsOnTheDoorbellIsEconnreset) {
   const auto killed = std::chrono::steady_clock::now();
   zfiled_.Kill();
   caller.join();
-  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(2));
+  // A liveness bound, not a speed one: before the fix the call never
+  // returned. The socket closes only once the kernel has torn the killed
+  // daemon's address space down (exit_mm comes before exit_files), which
+  // for an ASan build on a busy machine has taken over 2 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(10));
   EXPECT_EQ(r, -ECONNRESET) << error;
   EXPECT_NE(error.find("zfiled went away"), std::string::npos) << error;
   EXPECT_NE(error.find("PWRITE"), std::string::npos) << error;
@@ -356,7 +360,7 @@ TEST_F(ZfiledClient, DaemonDeathIsNoticedWhileSignalsKeepComing) {
   sigaddset(&alrm, SIGALRM);
   sigset_t old_mask;
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &alrm, &old_mask), 0);
-  ASSERT_TRUE(zfiled_.Signal(SIGSTOP));
+  ASSERT_TRUE(zfiled_.Pause());
   std::atomic<bool> done{false};
   ssize_t r = 0;
   std::thread caller([&] {
@@ -370,18 +374,17 @@ TEST_F(ZfiledClient, DaemonDeathIsNoticedWhileSignalsKeepComing) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto killed = std::chrono::steady_clock::now();
   zfiled_.Kill();
-  while (!done && std::chrono::steady_clock::now() - killed < std::chrono::seconds(3)) {
+  // As above, a liveness bound (the killed daemon's teardown can be slow).
+  while (!done && std::chrono::steady_clock::now() - killed < std::chrono::seconds(10)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   const bool noticed = done.load();
-  const auto took = std::chrono::steady_clock::now() - killed;
   itimerval off{};
   setitimer(ITIMER_REAL, &off, nullptr);
   caller.join();
   pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
   sigaction(SIGALRM, &old_sa, nullptr);
-  EXPECT_TRUE(noticed) << "a dead daemon went unnoticed while signals kept coming";
-  EXPECT_LT(took, std::chrono::seconds(2));
+  EXPECT_TRUE(noticed) << "a dead daemon went unnoticed for 10 s while signals kept coming";
   EXPECT_EQ(r, -ECONNRESET);
   EXPECT_EQ(zfile_close(f), 0);
   EXPECT_EQ(zfile_vol_close(vol), 0);

@@ -211,6 +211,17 @@ bool ZfiledProcess::running() { return pid_ > 0 && !Reap(false); }
 
 bool ZfiledProcess::Signal(int sig) { return running() && ::kill(pid_, sig) == 0; }
 
+bool ZfiledProcess::Pause() {
+  if (!Signal(SIGSTOP)) return false;
+  // The group stop is reported (WUNTRACED) once all its threads stopped.
+  int status = 0;
+  pid_t got;
+  do {
+    got = ::waitpid(pid_, &status, WUNTRACED);
+  } while (got < 0 && errno == EINTR);
+  return got == pid_ && WIFSTOPPED(status);
+}
+
 ZfiledProcess::Exit ZfiledProcess::Stop(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return exit_;
   ::kill(pid_, SIGTERM);

@@ -87,6 +87,11 @@ class ZfiledProcess {
   Exit Kill();
   // Sends `sig` (SIGHUP, ...); false if no process runs.
   bool Signal(int sig);
+  // SIGSTOP, returning once every thread of the daemon has stopped: kill()
+  // returns before a thread busy on another CPU (spinning on a doorbell)
+  // has taken the signal, and that thread may still serve a request.
+  // False if no process runs or it did not stop.
+  bool Pause();
 
   // Whether the process still runs (reaps it if it has ended).
   bool running();

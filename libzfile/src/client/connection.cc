@@ -76,7 +76,8 @@ Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
     want_regbuf_ = std::strcmp(env, "0") != 0;
   }
   if (const char* env = secure_getenv("ZFILE_DOORBELL_SPIN_US")) {
-    spin_us_ = static_cast<uint32_t>(std::min<unsigned long>(std::strtoul(env, nullptr, 10), 1000));
+    spin_ = proto::SpinPolicy(static_cast<uint32_t>(
+        std::min<unsigned long>(std::strtoul(env, nullptr, 10), proto::SpinPolicy::kMaxCapUs)));
   }
 }
 
@@ -202,7 +203,7 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
   // socket twin (connection.h). HELLO and DOORBELL come before the bell.
   if (bell_.mapped() && fds_out == nullptr &&
       (fds.empty() || type == proto::MessageType::kRegisterBuf)) {
-    return BellRoundTrip(id, type, fds);
+    return BellRoundTrip(id, type, proto::DataBytes(request), fds);
   }
   Status sent = proto::SendFrame(sock_.get(), send_buf_, fds);
   if (!sent.ok()) {
@@ -296,7 +297,7 @@ uint64_t Connection::RegisterBufRequestsSent() {
 }
 
 Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type,
-                                               std::span<const int> fds) {
+                                               uint64_t data_bytes, std::span<const int> fds) {
   auto name = [&] { return std::string(proto::MessageTypeName(type)); };
   // EncodeRequest makes frames of at most kMaxFrameSize bytes, which fit.
   std::memcpy(bell_.RequestSlot(), send_buf_.data(), send_buf_.size());
@@ -305,6 +306,8 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
   std::atomic_ref<uint32_t> request_seq = bell_.Word(proto::kDoorbellRequestSeqOffset);
   std::atomic_ref<uint32_t> reply_seq = bell_.Word(proto::kDoorbellReplySeqOffset);
   std::atomic_ref<uint32_t> waiting = bell_.Word(proto::kDoorbellClientWaitingOffset);
+  const uint64_t rang_us = proto::MonotonicMicros();
+  bell_.Word64(proto::kDoorbellRequestPostedOffset).store(rang_us);
   request_seq.store(seq);
   // Only a sleeping session needs the system call (doorbell.h says why no
   // ring is lost).
@@ -325,7 +328,8 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
   }
 
   auto answered = [&] { return reply_seq.load() == seq; };
-  if (!proto::SpinFor(spin_us_, answered)) {
+  const unsigned spin_class = proto::SpinPolicy::ClassOf(data_bytes);
+  if (!spin_.Spin(spin_class, answered)) {
     // The socket is peeked on a deadline, not after a sleep that timed out:
     // signals (a profiler's SIGPROF, interval timers) and stray wakes end
     // sleeps early, and a client that only peeked after a full timeout
@@ -366,6 +370,9 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
     }
     waiting.store(0);
   }
+  spin_.Record(spin_class,
+               proto::AnswerTookUs(rang_us, bell_.Word64(proto::kDoorbellReplyPostedOffset).load(),
+                                   proto::MonotonicMicros()));
   // Copy the reply out before looking at it, the length read once.
   const uint32_t len = bell_.Word(proto::kDoorbellReplyLenOffset).load();
   if (len < proto::kFrameHeaderSize || len > proto::kMaxFrameSize) {

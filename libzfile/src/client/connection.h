@@ -16,8 +16,9 @@
 // carry descriptors, and tells that the daemon has gone: a client waiting
 // on the doorbell looks at it every kDaemonCheckMs. Environment, read when a
 // connection opens: ZFILE_DOORBELL=0 keeps requests on the socket;
-// ZFILE_DOORBELL_SPIN_US=N busy-waits up to N µs for a reply before
-// sleeping (default 0: spinning helps only with a core to spare).
+// ZFILE_DOORBELL_SPIN_US=N caps how long a reply is busy-waited for before
+// the client sleeps (protocol/spin_policy.h learns how long, per request
+// size; default 1000, at most 1000; 0 never spins).
 //
 // When the daemon speaks session version 3 (and ZFILE_REGBUF is not 0), the
 // connection can register the volume's registered buffers (client_backend.h)
@@ -58,6 +59,7 @@
 #include "protocol/doorbell.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "protocol/spin_policy.h"
 #include "protocol/unique_fd.h"
 
 namespace zfile {
@@ -154,8 +156,9 @@ class Connection {
   Status ForkedAway();
   // RoundTrip's doorbell half: the request is already encoded in send_buf_.
   // `fds`, if any, go with the same frame on the socket once it has rung.
+  // `data_bytes` (protocol::DataBytes) picks the spin class.
   Result<protocol::Reply> BellRoundTrip(uint64_t id, protocol::MessageType type,
-                                        std::span<const int> fds);
+                                        uint64_t data_bytes, std::span<const int> fds);
   // Sends `request` with `fds`, reads the reply, and checks that it answers
   // the request (id and type). Descriptors that came with the reply go to
   // `fds_out` (dropped when it is null).
@@ -192,7 +195,7 @@ class Connection {
   bool want_doorbell_ = true;
   bool want_regbuf_ = true;
   bool can_register_ = false;
-  uint32_t spin_us_ = 0;
+  protocol::SpinPolicy spin_;  // guarded by mu_
 };
 
 }  // namespace zfile

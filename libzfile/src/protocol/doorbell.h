@@ -28,6 +28,10 @@
 //                                  request_seq (the client wakes it only then)
 //      320     4   client_waiting  nonzero while the client sleeps on
 //                                  reply_seq (the daemon wakes it only then)
+//      384     8   request_posted  CLOCK_MONOTONIC µs at which the client
+//                                  rang (written before request_seq)
+//      448     8   reply_posted    CLOCK_MONOTONIC µs at which the daemon
+//                                  answered (written before reply_seq)
 //     4096   72K   request slot
 //    77824   72K   reply slot
 //
@@ -39,6 +43,9 @@
 // looks at the socket on a deadline however its sleeps end: a peer that
 // lies in the "waiting" words delays only itself, and a peer that dies is
 // noticed.
+//
+// The two timestamps only tell each side how long the other took, for
+// spin_policy.h; a peer that lies in them misleads only its own waits.
 //
 // Neither side trusts the other's words. The daemon in particular reads
 // the request length once, bounds it, and copies the frame out of shared
@@ -53,6 +60,7 @@
 
 #include "base/status.h"
 #include "protocol/frame.h"
+#include "protocol/spin_policy.h"
 #include "protocol/unique_fd.h"
 
 namespace zfile::protocol {
@@ -63,6 +71,8 @@ inline constexpr size_t kDoorbellRequestLenOffset = 128;
 inline constexpr size_t kDoorbellReplyLenOffset = 192;
 inline constexpr size_t kDoorbellDaemonWaitingOffset = 256;
 inline constexpr size_t kDoorbellClientWaitingOffset = 320;
+inline constexpr size_t kDoorbellRequestPostedOffset = 384;
+inline constexpr size_t kDoorbellReplyPostedOffset = 448;
 inline constexpr size_t kDoorbellSlotSize = 72 * 1024;
 inline constexpr size_t kDoorbellRequestSlotOffset = 4096;
 inline constexpr size_t kDoorbellReplySlotOffset = kDoorbellRequestSlotOffset + kDoorbellSlotSize;
@@ -91,6 +101,10 @@ class DoorbellMap {
   std::atomic_ref<uint32_t> Word(size_t offset) const {
     return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base_ + offset));
   }
+  // The 64-bit word at `offset` (a timestamp).
+  std::atomic_ref<uint64_t> Word64(size_t offset) const {
+    return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(base_ + offset));
+  }
   uint32_t* WordAddress(size_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
   uint8_t* RequestSlot() const { return base_ + kDoorbellRequestSlotOffset; }
   uint8_t* ReplySlot() const { return base_ + kDoorbellReplySlotOffset; }
@@ -108,37 +122,6 @@ class DoorbellMap {
 bool FutexWait(uint32_t* word, uint32_t expected, uint32_t timeout_us);
 // Wakes one sleeper on *word.
 void FutexWake(uint32_t* word);
-
-// Busy-waits up to `spin_us` microseconds for `done()` (checked first):
-// whether it became true. Spinning only pays when the peer answers
-// within the spin and has a core of its own to do it on.
-template <typename Done>
-bool SpinFor(uint32_t spin_us, Done done);
-
-// A spin-wait hint to the CPU.
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-uint64_t MonotonicMicros();
-
-template <typename Done>
-bool SpinFor(uint32_t spin_us, Done done) {
-  if (done()) return true;
-  if (spin_us == 0) return false;
-  const uint64_t until = MonotonicMicros() + spin_us;
-  while (true) {
-    for (int i = 0; i < 64; ++i) {
-      CpuRelax();
-      if (done()) return true;
-    }
-    if (MonotonicMicros() >= until) return false;
-  }
-}
 
 }  // namespace zfile::protocol
 

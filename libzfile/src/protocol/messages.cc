@@ -647,6 +647,13 @@ MessageType TypeOf(const Request& request) {
   return std::visit([](const auto& m) { return std::decay_t<decltype(m)>::kType; }, request);
 }
 
+uint64_t DataBytes(const Request& request) {
+  if (const auto* m = std::get_if<PreadRequest>(&request)) return m->length;
+  if (const auto* m = std::get_if<PwriteRequest>(&request)) return m->length;
+  if (const auto* m = std::get_if<AppendRequest>(&request)) return m->length;
+  return 0;
+}
+
 MessageType TypeOf(const Reply& reply) {
   return std::visit([](const auto& m) { return std::decay_t<decltype(m)>::kType; }, reply);
 }

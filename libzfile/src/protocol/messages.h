@@ -427,6 +427,9 @@ using Reply = std::variant<HelloReply, VolInfoReply, VolStatsReply, VolSyncReply
                            UnmapReply, DoorbellReply, RegisterBufReply, UnregisterBufReply>;
 
 MessageType TypeOf(const Request& request);
+// The bytes of file data a request moves (PREAD, PWRITE, APPEND), 0 for
+// the others.
+uint64_t DataBytes(const Request& request);
 MessageType TypeOf(const Reply& reply);
 
 // The result fields of any reply.
