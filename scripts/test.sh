@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 jobs=$(nproc)
+# detect_deadlocks=0: TSan's lock-order detector tracks at most 64 held
+# locks per thread and aborts beyond (a 4 MiB write-back holds a lock per
+# 64 KiB page); the file locks have their own checker in these builds.
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 detect_deadlocks=0"
 failed=()
 
 run_preset() {
@@ -21,6 +25,16 @@ run_preset() {
   cmake --build --preset "$preset" -j "$jobs"
   echo "=== tests: $preset"
   if ! ctest --preset "$preset" -j "$jobs"; then failed+=("ctest:$preset"); fi
+}
+
+# CI shows only the end of this log, so the failures are named (and run once
+# more, to tell a flaky test from a broken one) after everything else.
+report_failed_tests() {
+  local preset=$1 list="build/$1/Testing/Temporary/LastTestsFailed.log"
+  [ -f "$list" ] || return 0
+  echo "=== failed in $preset: $(tr '\n' ' ' <"$list")"
+  echo "=== running them once more:"
+  ctest --preset "$preset" --rerun-failed --output-on-failure 2>&1 | tail -n 60 || true
 }
 
 run_preset default
@@ -37,13 +51,13 @@ fi
 
 if [ "${ZFILE_TEST_SKIP_SANITIZERS:-0}" != 1 ]; then
   run_preset asan
-  # detect_deadlocks=0: TSan's lock-order detector tracks at most 64 held
-  # locks per thread and aborts beyond (a 4 MiB write-back holds a lock per
-  # 64 KiB page); the file locks have their own checker in these builds.
-  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 detect_deadlocks=0" run_preset tsan
+  run_preset tsan
 fi
 
 if [ ${#failed[@]} -ne 0 ]; then
+  for tier in "${failed[@]}"; do
+    case $tier in ctest:*) report_failed_tests "${tier#ctest:}" ;; esac
+  done
   echo "=== FAILED tiers: ${failed[*]}"
   exit 1
 fi
