@@ -2,7 +2,10 @@
 //  - 4 KiB queue-depth-1 O_DIRECT reads and appends: latency per call;
 //  - 1 MiB O_DIRECT reads and appends: throughput;
 //  - the same again ("read-regbuf", "append-regbuf") with the caller's
-//    buffer from zfile_buf_alloc, which client mode does not copy.
+//    buffer from zfile_buf_alloc, which client mode does not copy;
+//  - buffered reads that the cache serves ("read-cached"), where the
+//    daemon publishes a large read's progress and the client copies it
+//    out of the region as it goes (doorbell.h, reply_progress).
 // Embedded mode mounts an emu: device in this process (zfile_vol_open
 // "emu:DIR"); client mode goes through a real zfiled process serving a
 // second emu: device of the same geometry, formatted the same way
@@ -235,10 +238,13 @@ void AppendFrom(benchmark::State& state, Mode mode, const Pair& pair, bool regis
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bs));
 }
 
-// O_DIRECT reads of range(0) bytes at queue depth 1, in order over the
-// first kReadSpan bytes of seq/0 (written before the timed loop, by the
-// same mode), wrapping; into a registered buffer or not.
-void ReadInto(benchmark::State& state, Mode mode, const Pair& pair, bool registered) {
+// Reads of range(0) bytes at queue depth 1, in order over the first
+// kReadSpan bytes of seq/0 (written before the timed loop, by the same
+// mode), wrapping; into a registered buffer or not. O_DIRECT, or buffered:
+// then every read after the first pass is served from the cache (the span
+// fits in it), which is what the daemon adds to at its cleanest.
+void ReadInto(benchmark::State& state, Mode mode, const Pair& pair, bool registered,
+              bool direct = true) {
   const size_t bs = static_cast<size_t>(state.range(0));
   zfile_vol* vol = Mount(mode, pair, state);
   if (vol == nullptr) return;
@@ -250,7 +256,7 @@ void ReadInto(benchmark::State& state, Mode mode, const Pair& pair, bool registe
     bool ok = w.Open(0);
     for (uint64_t off = 0; ok && off < span; off += kLarge) ok = w.Append(chunk.get(), kLarge);
     w.Close();
-    if (ok) ok = zfile_open(vol, "seq/0", O_RDONLY | O_DIRECT, &f) == 0;
+    if (ok) ok = zfile_open(vol, "seq/0", O_RDONLY | (direct ? O_DIRECT : 0), &f) == 0;
     IoBuf buf(vol, bs, registered);
     if (!ok || buf.get() == nullptr) {
       state.SkipWithError(zfile_last_error());
@@ -275,6 +281,9 @@ void Read(benchmark::State& state, Mode mode, const Pair& pair) {
 }
 void ReadRegistered(benchmark::State& state, Mode mode, const Pair& pair) {
   ReadInto(state, mode, pair, true);
+}
+void ReadCached(benchmark::State& state, Mode mode, const Pair& pair) {
+  ReadInto(state, mode, pair, false, /*direct=*/false);
 }
 void Append(benchmark::State& state, Mode mode, const Pair& pair) {
   AppendFrom(state, mode, pair, false);
@@ -389,7 +398,8 @@ int main(int argc, char** argv) {
     for (auto [op, fn] : {std::pair<const char*, Fn>{"read", Read},
                           {"append", Append},
                           {"read-regbuf", ReadRegistered},
-                          {"append-regbuf", AppendRegistered}}) {
+                          {"append-regbuf", AppendRegistered},
+                          {"read-cached", ReadCached}}) {
       for (size_t bs : {kSmall, kLarge}) {
         for (Mode mode : {Mode::kEmbedded, Mode::kClient}) {
           if (mode == Mode::kClient && pair.daemon_uri.empty()) continue;

@@ -215,6 +215,7 @@ void Session::Run() {
             std::to_string(protocol::kRegisteredBufSessionVersion) + ")";
       break;
     }
+    serving_bell_ = via_bell;
     bool send_arena = false;
     bool drop = false;
     Reply reply;
@@ -623,6 +624,28 @@ Reply Session::Map(const protocol::MapRequest& req) {
   return reply;
 }
 
+Result<size_t> Session::PRead(FileHandle& h, const protocol::PreadRequest& req) {
+  uint8_t* const dst = Shm(req.shm_offset);
+  // Only a client polling the doorbell can use the progress, and only one
+  // that has to copy out of the region: a registered buffer is the
+  // caller's own, filled in place.
+  if (!serving_bell_ || protocol::BufIdOf(req.shm_offset) != 0 ||
+      req.length < protocol::kPipelinedReadMin) {
+    return h.PRead(dst, req.length, req.offset, req.rwf);
+  }
+  std::atomic_ref<uint64_t> word = bell_.Word64(protocol::kDoorbellReplyProgressOffset);
+  const uint32_t seq = bell_seq_;
+  uint64_t published = 0;
+  // Stored every kPipelinedReadPiece bytes: often enough for the client to
+  // keep up, seldom enough that the stores cost nothing.
+  const ReadProgress progress = [&](uint64_t bytes) {
+    if (bytes - published < protocol::kPipelinedReadPiece) return;
+    published = bytes;
+    word.store(protocol::ReplyProgress(seq, static_cast<uint32_t>(bytes)));
+  };
+  return h.PRead(dst, req.length, req.offset, req.rwf, &progress);
+}
+
 Reply Session::Dispatch(Request& request) {
   Volume& vol = *vol_->volume;
   return std::visit(
@@ -650,8 +673,7 @@ Reply Session::Dispatch(Request& request) {
         } else if constexpr (std::is_same_v<T, p::PreadRequest>) {
           FileHandle* h = HandleOf(req.handle);
           if (h == nullptr) return p::ErrorReply<p::PreadReply>(NoHandle(req.handle));
-          return Count<p::PreadReply>(
-              h->PRead(Shm(req.shm_offset), req.length, req.offset, req.rwf));
+          return Count<p::PreadReply>(PRead(*h, req));
         } else if constexpr (std::is_same_v<T, p::PwriteRequest>) {
           FileHandle* h = HandleOf(req.handle);
           if (h == nullptr) return p::ErrorReply<p::PwriteReply>(NoHandle(req.handle));

@@ -102,6 +102,13 @@ class Session {
   // session's end, whichever way it ends).
   void UnregisterAllBufs();
 
+  // PREAD into the region or a registered buffer. A large buffered read
+  // into the region for a request rung on the doorbell publishes its
+  // progress in reply_progress (doorbell.h) as the engine copies it, so
+  // that the client copies it out while the rest is read. It is still one
+  // read of the file (one hold of its lock, all or nothing for
+  // RWF_NOWAIT); a direct read publishes nothing.
+  Result<size_t> PRead(FileHandle& h, const protocol::PreadRequest& req);
   // The handle of `id`, or nullptr.
   FileHandle* HandleOf(uint64_t id);
   // Where a request's shm_offset points: the client's region, or the
@@ -155,6 +162,7 @@ class Session {
   std::atomic<uint32_t*> bell_request_seq_{nullptr};  // for Interrupt
   std::atomic<bool> interrupted_{false};
   uint32_t bell_seq_ = 0;          // the request_seq last served
+  bool serving_bell_ = false;      // the request in hand came by the doorbell
   std::vector<uint8_t> bell_buf_;  // the request, copied out of the slot
   // How long to spin for the next ring: learned per size of the request
   // last answered (what the client does next, copying its data out, takes

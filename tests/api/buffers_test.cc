@@ -5,6 +5,8 @@
 // copy through the connection's region (and take it when told to).
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -286,6 +288,59 @@ TEST_P(BuffersTest, WithoutRegistrationTheClientCopiesAndStaysCorrect) {
   EXPECT_EQ(CheckPattern(b, kMiB, 0, 71), -1);
   EXPECT_EQ(after.copied_bytes - before.copied_bytes, 2 * kMiB);
   EXPECT_EQ(after.zero_copy_bytes, before.zero_copy_bytes);
+}
+
+// A large read into plain memory is copied out of the region piece by
+// piece while the daemon reads the rest (Connection::ReadSink), when the
+// client polls the doorbell. Reads aligned or not, and cut short by the
+// end of the file, come out whole, and nothing past the count is touched.
+// Whether the client polls at all depends on the machine's load (the
+// spin policy sleeps when answers are slow), so the reads go on for ten
+// rounds and then until some bytes were seen to be copied early, for at
+// most a few seconds.
+TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
+  if (!daemon()) GTEST_SKIP() << "a client-mode path";
+  const char* spin = std::getenv("ZFILE_DOORBELL_SPIN_US");
+  if (spin != nullptr && std::strcmp(spin, "0") == 0) GTEST_SKIP() << "polling is off";
+  constexpr size_t kFile = 4 * kMiB;
+  std::vector<uint8_t> data(kFile);
+  FillPattern(data.data(), kFile, 0, 91);
+  zfile_file* w = Open("seq/2", O_WRONLY);
+  ASSERT_EQ(zfile_append(w, data.data(), kFile, nullptr), ssize_t(kFile)) << zfile_last_error();
+  zfile_file* r = Open("seq/2", O_RDONLY);
+  struct Case {
+    uint64_t offset;
+    size_t len;
+  };
+  const Case cases[] = {
+      {0, kMiB},                     // whole pieces
+      {kMiB + 12388, 3 * kMiB / 2},  // unaligned, pieces straddle pages
+      {kFile - 300 * 1024, kMiB},    // short: 300 KiB left
+      {kFile - 4096, 2 * kMiB},      // short below the pipelining size
+  };
+  std::vector<uint8_t> buf(2 * kMiB + 4096);
+  const ClientCopyCounters before = ClientCopyCountersNow();
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  int rounds = 0;
+  do {
+    for (const Case& c : cases) {
+      std::memset(buf.data(), 0, buf.size());
+      const size_t want = std::min<size_t>(c.len, kFile - c.offset);
+      ASSERT_EQ(zfile_pread(r, buf.data(), c.len, c.offset), ssize_t(want))
+          << zfile_last_error() << " at " << c.offset;
+      ASSERT_EQ(CheckPattern(buf.data(), want, c.offset, 91), -1) << "at " << c.offset;
+      for (size_t i = want; i < buf.size(); ++i) {
+        ASSERT_EQ(buf[i], 0) << "byte " << i << " past a count of " << want;
+      }
+    }
+    ++rounds;
+  } while (
+      (rounds < 10 || ClientCopyCountersNow().copied_early_bytes == before.copied_early_bytes) &&
+      std::chrono::steady_clock::now() < give_up);
+  if (ClientCopyCountersNow().copied_early_bytes == before.copied_early_bytes) {
+    GTEST_SKIP() << "in " << rounds << " rounds the client never polled a read to its end "
+                 << "(a loaded machine): the pieces' path was not exercised";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BuffersTest, ::testing::ValuesIn(VolumesUnderTest()),

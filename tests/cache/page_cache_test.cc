@@ -213,6 +213,43 @@ TEST(PageCacheTest, ReadMissThenHit) {
   EXPECT_EQ(cache.stats().readahead_pages, 0u);
 }
 
+// A read's progress is reported after each page, growing, each time with
+// that many bytes already in the buffer, and ending at what the read
+// returns (clipped at the end of the file), whether the pages were
+// cached or loaded by the read.
+TEST(PageCacheTest, ReadProgressFollowsTheBytesIntoTheBuffer) {
+  constexpr uint64_t kSize = 1 << 20;
+  FakeBacking dev(kSize, kBlock);
+  PageCache cache(QuietOptions());
+  auto f = cache.Register(&dev, kBlock, "cnv/0");
+  for (bool cached : {false, true}) {
+    const uint64_t offset = kPage + 1000;
+    const size_t len = 3 * kPage;
+    std::vector<uint8_t> buf(len, 0);
+    std::vector<uint64_t> told;
+    const ReadProgress progress = [&](uint64_t bytes) {
+      told.push_back(bytes);
+      ASSERT_LE(bytes, len);
+      EXPECT_EQ(std::vector<uint8_t>(buf.begin(), buf.begin() + bytes), Pattern(offset, bytes, 1))
+          << "told " << bytes << " bytes before they were in the buffer";
+    };
+    Result<size_t> n = f->Read(offset, buf.data(), len, kSize, &progress);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(*n, len);
+    // Four pages touched: to the end of the first, two whole, part of the last.
+    EXPECT_EQ(told, (std::vector<uint64_t>{kPage - 1000, 2 * kPage - 1000, 3 * kPage - 1000, len}))
+        << (cached ? "cached" : "loaded");
+  }
+  // Clipped by the end of the file: the last report is the count.
+  std::vector<uint8_t> buf(2 * kPage);
+  uint64_t last = 0;
+  const ReadProgress progress = [&](uint64_t bytes) { last = bytes; };
+  Result<size_t> n = f->Read(kSize - kPage / 2, buf.data(), kPage, kSize, &progress);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, kPage / 2);
+  EXPECT_EQ(last, *n);
+}
+
 TEST(PageCacheTest, ReadsNeverTouchTheDeviceAtOrPastRoundedFileSize) {
   const uint64_t file_size = 3 * kPage + 5000;  // not block aligned
   const uint64_t limit = 3 * kPage + 2 * kBlock;

@@ -222,6 +222,7 @@ class RawClient {
   }
 
   const p::DoorbellMap& bell() const { return bell_; }
+  uint32_t bell_seq() const { return bell_seq_; }
   int sock() const { return sock_.get(); }
   uint8_t* shm() { return shm_; }
   int arena() const { return arena_.get(); }
@@ -1432,6 +1433,62 @@ TEST_F(ZfiledTest, DoorbellServesRequestsOnceNegotiated) {
   EXPECT_EQ(info.result, 0);
   EXPECT_EQ(info.volume.nr_seq_files, 14u);
   EXPECT_EQ(p::ResultOf(c.BellCall(p::CloseRequest{.handle = h})).result, 0);
+  EXPECT_EQ(Terminate(), 0) << Log();
+}
+
+// A PREAD into the region of at least kPipelinedReadMin bytes, rung on
+// the doorbell, is read in pieces, each published in reply_progress once
+// it is in the region (the client copies it out meanwhile); the last
+// published count is never more than the reply's. Smaller reads and reads
+// on the socket leave the word alone.
+TEST_F(ZfiledTest, LargeReadsOnTheDoorbellPublishTheirProgress) {
+  StartDevice();
+  RawClient c;
+  ASSERT_TRUE(c.Connect(socket_));
+  ASSERT_EQ(c.Hello("default", p::kSessionProtocolVersion).result, 0);
+  ASSERT_EQ(c.Doorbell(), 0);
+  const uint64_t h = c.BellOpen("seq/0", O_RDWR);
+  constexpr uint64_t kTail = 300 * 1024;  // the file: 1 MiB + 300 KiB
+  Fill(c.shm(), kShmSize, 7);
+  ASSERT_EQ(p::ResultOf(c.BellCall(p::AppendRequest{.handle = h, .length = kShmSize})).result,
+            int64_t(kShmSize));
+  Fill(c.shm(), kTail, 8);
+  ASSERT_EQ(p::ResultOf(c.BellCall(p::AppendRequest{.handle = h, .length = kTail})).result,
+            int64_t(kTail));
+  auto progress = [&] { return c.bell().Word64(p::kDoorbellReplyProgressOffset).load(); };
+  std::vector<uint8_t> want(kShmSize);
+
+  // A whole region's worth: every piece published, the last the count.
+  std::memset(c.shm(), 0, kShmSize);
+  p::PreadRequest whole{.handle = h, .offset = 0, .length = kShmSize, .rwf = 0, .shm_offset = 0};
+  EXPECT_EQ(p::ResultOf(c.BellCall(whole)).result, int64_t(kShmSize));
+  EXPECT_EQ(progress(), p::ReplyProgress(c.bell_seq(), kShmSize));
+  Fill(want.data(), kShmSize, 7);
+  EXPECT_EQ(std::memcmp(c.shm(), want.data(), kShmSize), 0);
+
+  // Cut short by the end of the file (300 KiB of the 1 MiB asked for):
+  // the pieces read in full are published, the short one only in the
+  // reply's count.
+  std::memset(c.shm(), 0, kShmSize);
+  p::PreadRequest at_end = whole;
+  at_end.offset = kShmSize;
+  EXPECT_EQ(p::ResultOf(c.BellCall(at_end)).result, int64_t(kTail));
+  const uint64_t published = progress();
+  EXPECT_EQ(published >> 32, c.bell_seq());
+  EXPECT_EQ(published & 0xffffffffu, kTail / p::kPipelinedReadPiece * p::kPipelinedReadPiece);
+  Fill(want.data(), kTail, 8);
+  EXPECT_EQ(std::memcmp(c.shm(), want.data(), kTail), 0);
+
+  // Below the threshold, or on the socket: read in one go, nothing
+  // published.
+  const uint64_t before = progress();
+  p::PreadRequest small = whole;
+  small.length = p::kPipelinedReadMin - 4096;
+  EXPECT_EQ(p::ResultOf(c.BellCall(small)).result, int64_t(small.length));
+  EXPECT_EQ(p::ResultOf(c.Call(whole)).result, int64_t(kShmSize));
+  EXPECT_EQ(progress(), before);
+  Fill(want.data(), kShmSize, 7);
+  EXPECT_EQ(std::memcmp(c.shm(), want.data(), kShmSize), 0);
   EXPECT_EQ(Terminate(), 0) << Log();
 }
 

@@ -217,7 +217,8 @@ class FileImpl final : public CachedFile {
         name_(std::move(name)) {}
   ~FileImpl() override;
 
-  Result<size_t> Read(uint64_t offset, void* buf, size_t len, uint64_t file_size) override;
+  Result<size_t> Read(uint64_t offset, void* buf, size_t len, uint64_t file_size,
+                      const ReadProgress* progress) override;
   Result<size_t> Write(uint64_t offset, const void* buf, size_t len, uint64_t file_size) override;
   Result<size_t> WriteThrough(uint64_t offset, const void* buf, size_t len,
                               uint64_t file_size) override;
@@ -266,7 +267,8 @@ class PageCache::Impl {
   CacheStats stats() const;
   const CacheOptions& options() const { return options_; }
 
-  Result<size_t> Read(FileImpl* f, uint64_t offset, void* buf, size_t len, uint64_t file_size);
+  Result<size_t> Read(FileImpl* f, uint64_t offset, void* buf, size_t len, uint64_t file_size,
+                      const ReadProgress* progress);
   Result<size_t> Write(FileImpl* f, uint64_t offset, const void* buf, size_t len,
                        uint64_t file_size);
   Result<size_t> WriteThrough(FileImpl* f, uint64_t offset, const void* buf, size_t len,
@@ -393,8 +395,9 @@ void PageRef::Reset() {
 
 FileImpl::~FileImpl() { cache_->Unregister(this); }
 
-Result<size_t> FileImpl::Read(uint64_t offset, void* buf, size_t len, uint64_t file_size) {
-  return cache_->Read(this, offset, buf, len, file_size);
+Result<size_t> FileImpl::Read(uint64_t offset, void* buf, size_t len, uint64_t file_size,
+                              const ReadProgress* progress) {
+  return cache_->Read(this, offset, buf, len, file_size, progress);
 }
 Result<size_t> FileImpl::Write(uint64_t offset, const void* buf, size_t len, uint64_t file_size) {
   return cache_->Write(this, offset, buf, len, file_size);
@@ -968,7 +971,7 @@ Result<uint64_t> PageCache::Impl::LoadForRead(FileImpl* f, Page* page, uint64_t 
 }
 
 Result<size_t> PageCache::Impl::Read(FileImpl* f, uint64_t offset, void* buf, size_t len,
-                                     uint64_t file_size) {
+                                     uint64_t file_size, const ReadProgress* progress) {
   if (offset >= file_size || len == 0) return size_t{0};
   len = static_cast<size_t>(std::min<uint64_t>(len, file_size - offset));
   const uint32_t bs = f->block_size_;
@@ -1016,6 +1019,7 @@ Result<size_t> PageCache::Impl::Read(FileImpl* f, uint64_t offset, void* buf, si
     }
     out += to - from;
     pos = page_off + to;
+    if (progress != nullptr) (*progress)(pos - offset);
   }
   return len;
 }

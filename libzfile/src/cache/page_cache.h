@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -130,6 +131,11 @@ class PageCache {
   std::unique_ptr<Impl> impl_;
 };
 
+// Told, as a read goes, how many of its bytes are in the caller's buffer
+// (after each page; never more than the read returns). zfiled uses it to
+// let a client copy a read out while the rest is read (doorbell.h).
+using ReadProgress = std::function<void(uint64_t bytes)>;
+
 class CachedFile {
  public:
   virtual ~CachedFile() = default;
@@ -137,7 +143,12 @@ class CachedFile {
   // Copies [offset, offset+len) into `buf`. `file_size` bounds what exists:
   // the caller has already clipped len so that offset+len <= file_size; the
   // cache never reads device blocks at or beyond round_up(file_size, block).
-  virtual Result<size_t> Read(uint64_t offset, void* buf, size_t len, uint64_t file_size) = 0;
+  // `progress`, if not null, is called as the bytes arrive.
+  virtual Result<size_t> Read(uint64_t offset, void* buf, size_t len, uint64_t file_size,
+                              const ReadProgress* progress) = 0;
+  Result<size_t> Read(uint64_t offset, void* buf, size_t len, uint64_t file_size) {
+    return Read(offset, buf, len, file_size, nullptr);
+  }
 
   // Whether every block of [offset, offset+len) is cached and up to date
   // right now (RWF_NOWAIT reads: EAGAIN unless it is). Takes no page lock

@@ -28,6 +28,7 @@ namespace {
 
 std::atomic<uint64_t> zero_copy_bytes{0};
 std::atomic<uint64_t> copied_bytes{0};
+std::atomic<uint64_t> copied_early_bytes{0};
 
 // Calls made through connections on the doorbell (ClientDoorbellCallsNow).
 std::atomic<uint64_t> doorbell_calls{0};
@@ -120,9 +121,10 @@ Result<std::shared_ptr<Connection>> NewConnection(const ClientState& state) {
 // every request of it is rung, bar descriptor-carrying ones, which this
 // file never sends through Call).
 template <typename R>
-Result<R> CallOn(Connection& conn, const proto::Request& request) {
+Result<R> CallOn(Connection& conn, const proto::Request& request,
+                 Connection::ReadSink* sink = nullptr) {
   if (conn.on_doorbell()) doorbell_calls.fetch_add(1, std::memory_order_relaxed);
-  return conn.Call<R>(request);
+  return conn.Call<R>(request, sink);
 }
 
 // The largest piece of one call sent as one request: the region, rounded
@@ -217,6 +219,9 @@ class ClientFile final : public FileBackend {
     auto* out = static_cast<uint8_t*>(buf);
     std::shared_ptr<RegBuf> hold;
     const std::optional<uint64_t> direct = ZeroCopyOffset(buf, len, &hold);
+    // Bytes the daemon reported ready while this piece was read are in
+    // `out` already (Connection::ReadSink).
+    Connection::ReadSink sink;
     Result<size_t> moved = InPieces(
         "PREAD", len, direct ? len : piece_,
         [&](size_t done, size_t piece) -> Result<uint64_t> {
@@ -226,11 +231,16 @@ class ClientFile final : public FileBackend {
           req.length = piece;
           req.rwf = rwf;
           req.shm_offset = direct ? *direct + done : 0;
-          ZF_ASSIGN_OR_RETURN(proto::PreadReply reply, CallOn<proto::PreadReply>(*conn_, req));
+          sink = {out + done, direct ? 0 : piece, 0};
+          ZF_ASSIGN_OR_RETURN(proto::PreadReply reply,
+                              CallOn<proto::PreadReply>(*conn_, req, direct ? nullptr : &sink));
           return static_cast<uint64_t>(reply.result);
         },
         [&](size_t done, uint64_t n) {
-          if (!direct && n > 0) std::memcpy(out + done, conn_->shm(), n);
+          if (direct) return;
+          const uint64_t early = std::min<uint64_t>(sink.copied, n);
+          copied_early_bytes.fetch_add(early, std::memory_order_relaxed);
+          if (n > early) std::memcpy(out + done + early, conn_->shm() + early, n - early);
         });
     Count(direct.has_value(), moved);
     return moved;
@@ -700,7 +710,8 @@ class ClientVolume final : public VolBackend {
 
 ClientCopyCounters ClientCopyCountersNow() {
   return {zero_copy_bytes.load(std::memory_order_relaxed),
-          copied_bytes.load(std::memory_order_relaxed)};
+          copied_bytes.load(std::memory_order_relaxed),
+          copied_early_bytes.load(std::memory_order_relaxed)};
 }
 
 uint64_t ClientRegisterBufRequestsNow() { return Connection::RegisterBufRequestsSent(); }

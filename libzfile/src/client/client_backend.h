@@ -39,9 +39,12 @@ inline constexpr uint64_t kClientShmSize = uint64_t{8} << 20;
 
 // Bytes that client-mode calls of this process moved without a copy
 // (registered buffers) and through the region, for tests and benchmarks.
+// copied_early_bytes: those of copied_bytes that a read copied out while
+// the daemon was still reading the rest (Connection::ReadSink).
 struct ClientCopyCounters {
   uint64_t zero_copy_bytes = 0;
   uint64_t copied_bytes = 0;
+  uint64_t copied_early_bytes = 0;
 };
 ClientCopyCounters ClientCopyCountersNow();
 

@@ -191,7 +191,7 @@ Status Connection::SetUpDoorbell() {
 }
 
 Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::span<const int> fds,
-                                           std::vector<proto::UniqueFd>* fds_out) {
+                                           std::vector<proto::UniqueFd>* fds_out, ReadSink* sink) {
   if (ForkGeneration() != fork_generation_) return ForkedAway();
   if (!broken_.ok()) return broken_;
   const uint64_t id = next_request_id_++;
@@ -203,7 +203,7 @@ Result<proto::Reply> Connection::RoundTrip(const proto::Request& request, std::s
   // socket twin (connection.h). HELLO and DOORBELL come before the bell.
   if (bell_.mapped() && fds_out == nullptr &&
       (fds.empty() || type == proto::MessageType::kRegisterBuf)) {
-    return BellRoundTrip(id, type, proto::DataBytes(request), fds);
+    return BellRoundTrip(id, type, proto::DataBytes(request), fds, sink);
   }
   Status sent = proto::SendFrame(sock_.get(), send_buf_, fds);
   if (!sent.ok()) {
@@ -296,8 +296,20 @@ uint64_t Connection::RegisterBufRequestsSent() {
   return register_buf_requests.load(std::memory_order_relaxed);
 }
 
+void Connection::CopyReady(uint32_t seq, ReadSink& sink) {
+  const uint64_t progress = bell_.Word64(proto::kDoorbellReplyProgressOffset).load();
+  if (progress >> 32 != seq) return;
+  // One piece a look at most: the spin takes a long look for a lost CPU.
+  const uint64_t ready = std::min<uint64_t>(
+      {progress & 0xffffffffu, sink.length, sink.copied + proto::kPipelinedReadPiece});
+  if (ready <= sink.copied) return;
+  std::memcpy(sink.out + sink.copied, shm_ + sink.copied, ready - sink.copied);
+  sink.copied = ready;
+}
+
 Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type,
-                                               uint64_t data_bytes, std::span<const int> fds) {
+                                               uint64_t data_bytes, std::span<const int> fds,
+                                               ReadSink* sink) {
   auto name = [&] { return std::string(proto::MessageTypeName(type)); };
   // EncodeRequest makes frames of at most kMaxFrameSize bytes, which fit.
   std::memcpy(bell_.RequestSlot(), send_buf_.data(), send_buf_.size());
@@ -328,8 +340,13 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
   }
 
   auto answered = [&] { return reply_seq.load() == seq; };
+  auto answered_or_copy = [&] {
+    if (answered()) return true;
+    if (sink != nullptr) CopyReady(seq, *sink);
+    return false;
+  };
   const unsigned spin_class = proto::SpinPolicy::ClassOf(data_bytes);
-  if (!spin_.Spin(spin_class, answered)) {
+  if (!spin_.Spin(spin_class, answered_or_copy)) {
     // The socket is peeked on a deadline, not after a sleep that timed out:
     // signals (a profiler's SIGPROF, interval timers) and stray wakes end
     // sleeps early, and a client that only peeked after a full timeout

@@ -79,12 +79,24 @@ class Connection {
 
   std::mutex& mu() { return mu_; }
 
+  // Where the bytes of a PREAD into the region go while its reply is
+  // awaited: a doorbell client that polls copies each piece the daemon
+  // reports in reply_progress (doorbell.h) to `out`, at most `length`
+  // bytes; the first `copied` bytes of the region are there. The caller
+  // copies the rest once the reply says how many were read.
+  struct ReadSink {
+    uint8_t* out = nullptr;
+    uint64_t length = 0;
+    uint64_t copied = 0;
+  };
+
   // With mu() held: sends `request` and waits for its reply, of type R (the
   // reply type of the request). The reply's own failure is its errno and
   // message; a broken stream is ECONNRESET/EPIPE ("zfiled went away").
+  // `sink`, for a PREAD into the region, takes its bytes early.
   template <typename R>
-  Result<R> Call(const protocol::Request& request) {
-    ZF_ASSIGN_OR_RETURN(protocol::Reply reply, RoundTrip(request, {}, nullptr));
+  Result<R> Call(const protocol::Request& request, ReadSink* sink = nullptr) {
+    ZF_ASSIGN_OR_RETURN(protocol::Reply reply, RoundTrip(request, {}, nullptr, sink));
     // RoundTrip checked that the reply's type is the request's.
     R* typed = std::get_if<R>(&reply);
     if (typed == nullptr) return Break(Status(EPROTO, "zfiled answered with another reply type"));
@@ -158,12 +170,18 @@ class Connection {
   // `fds`, if any, go with the same frame on the socket once it has rung.
   // `data_bytes` (protocol::DataBytes) picks the spin class.
   Result<protocol::Reply> BellRoundTrip(uint64_t id, protocol::MessageType type,
-                                        uint64_t data_bytes, std::span<const int> fds);
+                                        uint64_t data_bytes, std::span<const int> fds,
+                                        ReadSink* sink);
+  // Copies to `sink` what reply_progress says of request `seq` that it has
+  // not copied yet, at most kPipelinedReadPiece bytes (it runs inside a
+  // spin: SpinPolicy::Spin).
+  void CopyReady(uint32_t seq, ReadSink& sink);
   // Sends `request` with `fds`, reads the reply, and checks that it answers
   // the request (id and type). Descriptors that came with the reply go to
-  // `fds_out` (dropped when it is null).
+  // `fds_out` (dropped when it is null); `sink` is Call's.
   Result<protocol::Reply> RoundTrip(const protocol::Request& request, std::span<const int> fds,
-                                    std::vector<protocol::UniqueFd>* fds_out);
+                                    std::vector<protocol::UniqueFd>* fds_out,
+                                    ReadSink* sink = nullptr);
   const ClientTarget target_;
   protocol::UniqueFd sock_;
   protocol::FrameReader reader_;

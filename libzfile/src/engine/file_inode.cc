@@ -133,7 +133,8 @@ Status FileInode::CheckWritable() const {
   }
 }
 
-Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags flags) {
+Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags flags,
+                               const ReadProgress* progress) {
   if (health() == FileHealth::kOffline) return Status(EPERM, path_ + ": zone is offline");
   ZF_ASSIGN_OR_RETURN(LockHold hold,
                       LockIo(flags.direct ? LockState::kDirect : LockState::kBuffered, flags));
@@ -157,7 +158,7 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
     if (flags.nowait && !cache_->Cached(offset, len)) {
       return Status(EAGAIN, path_ + ": RWF_NOWAIT: the range is not all in the cache");
     }
-    auto r = cache_->Read(offset, buf, len, size);
+    auto r = cache_->Read(offset, buf, len, size, progress);
     if (!r.ok()) {
       std::unique_lock<std::mutex> lock(write_mu_);
       return HandleIoErrorLocked(lock, r.status(), "buffered read", offset, len);

@@ -123,7 +123,9 @@ class FileInode final : public CacheBacking {
   Status Chmod(uint32_t mode);
   Status Chown(uint32_t uid, uint32_t gid);
 
-  Result<size_t> Read(void* buf, size_t len, uint64_t offset, IoFlags flags);
+  // `progress` (buffered reads only) is told as the bytes arrive.
+  Result<size_t> Read(void* buf, size_t len, uint64_t offset, IoFlags flags,
+                      const ReadProgress* progress = nullptr);
   // `offset` is ignored for appends; `*landed` (if set) receives where the
   // data went.
   Result<size_t> Write(const void* buf, size_t len, uint64_t offset, IoFlags flags,

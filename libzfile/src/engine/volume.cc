@@ -310,11 +310,12 @@ Result<IoFlags> FileHandle::FlagsFor(int rwf, bool write) const {
   return f;
 }
 
-Result<size_t> FileHandle::PRead(void* buf, size_t len, uint64_t offset, int rwf) {
+Result<size_t> FileHandle::PRead(void* buf, size_t len, uint64_t offset, int rwf,
+                                 const ReadProgress* progress) {
   if ((flags_ & O_ACCMODE) == O_WRONLY)
     return Status(EBADF, inode_->path() + " is not open for reading");
   ZF_ASSIGN_OR_RETURN(IoFlags f, FlagsFor(rwf, false));
-  return inode_->Read(buf, len, offset, f);
+  return inode_->Read(buf, len, offset, f, progress);
 }
 
 Result<size_t> FileHandle::PWrite(const void* buf, size_t len, uint64_t offset, int rwf) {

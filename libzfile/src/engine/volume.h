@@ -134,7 +134,9 @@ class FileHandle {
   FileHandle& operator=(const FileHandle&) = delete;
 
   // `rwf`: RWF_DSYNC, RWF_SYNC, RWF_NOWAIT, RWF_APPEND, RWF_HIPRI.
-  Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf);
+  // `progress`: FileInode::Read's.
+  Result<size_t> PRead(void* buf, size_t len, uint64_t offset, int rwf,
+                       const ReadProgress* progress = nullptr);
   Result<size_t> PWrite(const void* buf, size_t len, uint64_t offset, int rwf);
   // Writes back pages of a shared mapping (FUSE write-back) at `offset`,
   // whatever this handle's O_APPEND, O_DIRECT and O_SYNC say: the kernel

@@ -32,6 +32,13 @@
 //                                  rang (written before request_seq)
 //      448     8   reply_posted    CLOCK_MONOTONIC µs at which the daemon
 //                                  answered (written before reply_seq)
+//      512     8   reply_progress  (request_seq << 32) | bytes: while it
+//                                  serves a large buffered PREAD into the
+//                                  bulk region, the daemon stores how many
+//                                  of the reply's bytes are already there,
+//                                  so that a polling client copies them
+//                                  out while the rest is read (written
+//                                  after the bytes, before reply_seq)
 //     4096   72K   request slot
 //    77824   72K   reply slot
 //
@@ -46,6 +53,10 @@
 //
 // The two timestamps only tell each side how long the other took, for
 // spin_policy.h; a peer that lies in them misleads only its own waits.
+// reply_progress is a hint of the same kind: the client copies at most the
+// request's length, and what the reply finally counts is all the caller is
+// told was read (bytes past it, copied on a daemon's word, are scratch in
+// the caller's buffer, as in a short read(2)).
 //
 // Neither side trusts the other's words. The daemon in particular reads
 // the request length once, bounds it, and copies the frame out of shared
@@ -73,6 +84,16 @@ inline constexpr size_t kDoorbellDaemonWaitingOffset = 256;
 inline constexpr size_t kDoorbellClientWaitingOffset = 320;
 inline constexpr size_t kDoorbellRequestPostedOffset = 384;
 inline constexpr size_t kDoorbellReplyPostedOffset = 448;
+inline constexpr size_t kDoorbellReplyProgressOffset = 512;
+// A buffered PREAD into the bulk region of at least kPipelinedReadMin
+// bytes moves reply_progress on every kPipelinedReadPiece bytes or more
+// (as the cache's pages are copied; the rest only in the reply's count).
+inline constexpr uint64_t kPipelinedReadPiece = 64 * 1024;
+inline constexpr uint64_t kPipelinedReadMin = 2 * kPipelinedReadPiece;
+// reply_progress's value for `bytes` of the reply to request `seq`.
+inline constexpr uint64_t ReplyProgress(uint32_t seq, uint32_t bytes) {
+  return (uint64_t{seq} << 32) | bytes;
+}
 inline constexpr size_t kDoorbellSlotSize = 72 * 1024;
 inline constexpr size_t kDoorbellRequestSlotOffset = 4096;
 inline constexpr size_t kDoorbellReplySlotOffset = kDoorbellRequestSlotOffset + kDoorbellSlotSize;

@@ -56,6 +56,8 @@ class SpinPolicy {
   static constexpr uint32_t kBusyBackoffUs = 20000;
   // The largest cap that is honoured (larger ones are cut to it).
   static constexpr uint32_t kMaxCapUs = 1000;
+  // Looks at done() between two readings of the clock.
+  static constexpr int kLooksPerClockRead = 8;
   static constexpr uint32_t kDefaultCapUs = 1000;
 
   // `cap_us` 0 never spins.
@@ -67,7 +69,10 @@ class SpinPolicy {
   // How long a wait of class `cls` would spin now (0: it sleeps at once).
   uint32_t BudgetUs(unsigned cls) const;
   // Busy-waits for `done()` (looked at first, whatever the budget) for at
-  // most BudgetUs(cls): whether it became true.
+  // most BudgetUs(cls): whether it became true. done() may do some work
+  // while it waits (the client copies a read's first pieces out), but no
+  // more than a few tens of µs a look: kLooksPerClockRead looks that took
+  // over kPreemptedUs look like a lost CPU.
   template <typename Done>
   bool Spin(unsigned cls, Done done);
   // The answer of class `cls` took `took_us` (whether or not it was spun
@@ -120,7 +125,7 @@ bool SpinPolicy::Spin(unsigned cls, Done done) {
   const uint64_t until = now + budget_us;
   uint64_t next_yield = now + kYieldEveryUs;
   while (true) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < kLooksPerClockRead; ++i) {
       CpuRelax();
       if (done()) {
         ++counts_.hits;
