@@ -626,22 +626,27 @@ Reply Session::Map(const protocol::MapRequest& req) {
 
 Result<size_t> Session::PRead(FileHandle& h, const protocol::PreadRequest& req) {
   uint8_t* const dst = Shm(req.shm_offset);
-  // Only a client polling the doorbell can use the progress, and only one
-  // that has to copy out of the region: a registered buffer is the
-  // caller's own, filled in place.
+  // Only a client polling the doorbell can use the progress (it is
+  // published whether or not this one polls), and only one that has to
+  // copy out of the region: a registered buffer is the caller's own,
+  // filled in place.
   if (!serving_bell_ || protocol::BufIdOf(req.shm_offset) != 0 ||
       req.length < protocol::kPipelinedReadMin) {
     return h.PRead(dst, req.length, req.offset, req.rwf);
   }
-  std::atomic_ref<uint64_t> word = bell_.Word64(protocol::kDoorbellReplyProgressOffset);
-  const uint32_t seq = bell_seq_;
-  uint64_t published = 0;
-  // Stored every kPipelinedReadPiece bytes: often enough for the client to
-  // keep up, seldom enough that the stores cost nothing.
-  const ReadProgress progress = [&](uint64_t bytes) {
-    if (bytes - published < protocol::kPipelinedReadPiece) return;
-    published = bytes;
-    word.store(protocol::ReplyProgress(seq, static_cast<uint32_t>(bytes)));
+  struct Publisher {
+    std::atomic_ref<uint64_t> word;
+    uint32_t seq;
+    uint64_t published;
+  } pub{bell_.Word64(protocol::kDoorbellReplyProgressOffset), bell_seq_, 0};
+  // Stored every kPipelinedReadPiece bytes or more (at the cache's page
+  // ends): often enough for the client to keep up, seldom enough that the
+  // stores cost nothing. One captured pointer: std::function keeps it
+  // without allocating.
+  const ReadProgress progress = [p = &pub](uint64_t bytes) {
+    if (bytes - p->published < protocol::kPipelinedReadPiece) return;
+    p->published = bytes;
+    p->word.store(protocol::ReplyProgress(p->seq, static_cast<uint32_t>(bytes)));
   };
   return h.PRead(dst, req.length, req.offset, req.rwf, &progress);
 }

@@ -293,7 +293,8 @@ TEST_P(BuffersTest, WithoutRegistrationTheClientCopiesAndStaysCorrect) {
 // A large read into plain memory is copied out of the region piece by
 // piece while the daemon reads the rest (Connection::ReadSink), when the
 // client polls the doorbell. Reads aligned or not, and cut short by the
-// end of the file, come out whole, and nothing past the count is touched.
+// end of the file, come out whole, and nothing past the count of these
+// successful reads is touched.
 // Whether the client polls at all depends on the machine's load (the
 // spin policy sleeps when answers are slow), so the reads go on for ten
 // rounds and then until some bytes were seen to be copied early, for at
@@ -338,8 +339,8 @@ TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
       (rounds < 10 || ClientCopyCountersNow().copied_early_bytes == before.copied_early_bytes) &&
       std::chrono::steady_clock::now() < give_up);
   if (ClientCopyCountersNow().copied_early_bytes == before.copied_early_bytes) {
-    GTEST_SKIP() << "in " << rounds << " rounds the client never polled a read to its end "
-                 << "(a loaded machine): the pieces' path was not exercised";
+    GTEST_SKIP() << "in " << rounds << " rounds the client never copied a piece before the "
+                 << "reply (it did not poll: a loaded machine), so that path was not exercised";
   }
 }
 

@@ -132,7 +132,8 @@ class PageCache {
 };
 
 // Told, as a read goes, how many of its bytes are in the caller's buffer
-// (after each page; never more than the read returns). zfiled uses it to
+// (after each page; never more than a read that succeeds returns, while
+// one that fails after some pages has told of them). zfiled uses it to
 // let a client copy a read out while the rest is read (doorbell.h).
 using ReadProgress = std::function<void(uint64_t bytes)>;
 

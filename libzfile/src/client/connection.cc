@@ -296,15 +296,16 @@ uint64_t Connection::RegisterBufRequestsSent() {
   return register_buf_requests.load(std::memory_order_relaxed);
 }
 
-void Connection::CopyReady(uint32_t seq, ReadSink& sink) {
+bool Connection::CopyReady(uint32_t seq, ReadSink& sink) {
   const uint64_t progress = bell_.Word64(proto::kDoorbellReplyProgressOffset).load();
-  if (progress >> 32 != seq) return;
+  if (progress >> 32 != seq) return false;
   // One piece a look at most: the spin takes a long look for a lost CPU.
   const uint64_t ready = std::min<uint64_t>(
       {progress & 0xffffffffu, sink.length, sink.copied + proto::kPipelinedReadPiece});
-  if (ready <= sink.copied) return;
+  if (ready <= sink.copied) return false;
   std::memcpy(sink.out + sink.copied, shm_ + sink.copied, ready - sink.copied);
   sink.copied = ready;
+  return true;
 }
 
 Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType type,
@@ -318,6 +319,11 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
   std::atomic_ref<uint32_t> request_seq = bell_.Word(proto::kDoorbellRequestSeqOffset);
   std::atomic_ref<uint32_t> reply_seq = bell_.Word(proto::kDoorbellReplySeqOffset);
   std::atomic_ref<uint32_t> waiting = bell_.Word(proto::kDoorbellClientWaitingOffset);
+  // The word may still hold an earlier read's progress, whose sequence
+  // number this request's could match once the counter wraps: cleared
+  // while the daemon has nothing in hand (it writes the word only while
+  // it serves a request).
+  if (sink != nullptr) bell_.Word64(proto::kDoorbellReplyProgressOffset).store(0);
   const uint64_t rang_us = proto::MonotonicMicros();
   bell_.Word64(proto::kDoorbellRequestPostedOffset).store(rang_us);
   request_seq.store(seq);
@@ -341,9 +347,9 @@ Result<proto::Reply> Connection::BellRoundTrip(uint64_t id, proto::MessageType t
 
   auto answered = [&] { return reply_seq.load() == seq; };
   auto answered_or_copy = [&] {
-    if (answered()) return true;
-    if (sink != nullptr) CopyReady(seq, *sink);
-    return false;
+    using Look = proto::SpinPolicy::Look;
+    if (answered()) return Look::kDone;
+    return sink != nullptr && CopyReady(seq, *sink) ? Look::kWorked : Look::kNotYet;
   };
   const unsigned spin_class = proto::SpinPolicy::ClassOf(data_bytes);
   if (!spin_.Spin(spin_class, answered_or_copy)) {

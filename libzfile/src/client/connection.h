@@ -174,8 +174,8 @@ class Connection {
                                         ReadSink* sink);
   // Copies to `sink` what reply_progress says of request `seq` that it has
   // not copied yet, at most kPipelinedReadPiece bytes (it runs inside a
-  // spin: SpinPolicy::Spin).
-  void CopyReady(uint32_t seq, ReadSink& sink);
+  // spin: SpinPolicy::Spin); whether it copied anything.
+  bool CopyReady(uint32_t seq, ReadSink& sink);
   // Sends `request` with `fds`, reads the reply, and checks that it answers
   // the request (id and type). Descriptors that came with the reply go to
   // `fds_out` (dropped when it is null); `sink` is Call's.

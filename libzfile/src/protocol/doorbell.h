@@ -38,7 +38,9 @@
 //                                  of the reply's bytes are already there,
 //                                  so that a polling client copies them
 //                                  out while the rest is read (written
-//                                  after the bytes, before reply_seq)
+//                                  after the bytes, before reply_seq;
+//                                  the client clears it before it rings
+//                                  such a read)
 //     4096   72K   request slot
 //    77824   72K   reply slot
 //
@@ -55,8 +57,9 @@
 // spin_policy.h; a peer that lies in them misleads only its own waits.
 // reply_progress is a hint of the same kind: the client copies at most the
 // request's length, and what the reply finally counts is all the caller is
-// told was read (bytes past it, copied on a daemon's word, are scratch in
-// the caller's buffer, as in a short read(2)).
+// told was read. Bytes past that count may have been copied into the
+// caller's buffer (a read that failed after some pages, a lying daemon):
+// the buffer past a read's count is scratch.
 //
 // Neither side trusts the other's words. The daemon in particular reads
 // the request length once, bounds it, and copies the frame out of shared
@@ -71,6 +74,7 @@
 
 #include "base/status.h"
 #include "protocol/frame.h"
+#include "protocol/messages.h"
 #include "protocol/spin_policy.h"
 #include "protocol/unique_fd.h"
 
@@ -94,6 +98,8 @@ inline constexpr uint64_t kPipelinedReadMin = 2 * kPipelinedReadPiece;
 inline constexpr uint64_t ReplyProgress(uint32_t seq, uint32_t bytes) {
   return (uint64_t{seq} << 32) | bytes;
 }
+// Every byte count of a region fits in reply_progress's 32 bits.
+static_assert(kMaxShmSize <= UINT32_MAX);
 inline constexpr size_t kDoorbellSlotSize = 72 * 1024;
 inline constexpr size_t kDoorbellRequestSlotOffset = 4096;
 inline constexpr size_t kDoorbellReplySlotOffset = kDoorbellRequestSlotOffset + kDoorbellSlotSize;

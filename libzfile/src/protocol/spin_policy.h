@@ -30,6 +30,7 @@
 
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 namespace zfile::protocol {
 
@@ -57,7 +58,7 @@ class SpinPolicy {
   // The largest cap that is honoured (larger ones are cut to it).
   static constexpr uint32_t kMaxCapUs = 1000;
   // Looks at done() between two readings of the clock.
-  static constexpr int kLooksPerClockRead = 8;
+  static constexpr int kLooksPerClockRead = 64;
   static constexpr uint32_t kDefaultCapUs = 1000;
 
   // `cap_us` 0 never spins.
@@ -68,11 +69,14 @@ class SpinPolicy {
 
   // How long a wait of class `cls` would spin now (0: it sleeps at once).
   uint32_t BudgetUs(unsigned cls) const;
+  // What a look at a wait's condition found. A done() that returns bool
+  // says only whether the wait is over; one that returns Look may also
+  // have done some work while it waited (the client copies a read's
+  // first pieces out), whose time is not taken for a lost CPU.
+  enum class Look { kNotYet, kWorked, kDone };
+
   // Busy-waits for `done()` (looked at first, whatever the budget) for at
-  // most BudgetUs(cls): whether it became true. done() may do some work
-  // while it waits (the client copies a read's first pieces out), but no
-  // more than a few tens of µs a look: kLooksPerClockRead looks that took
-  // over kPreemptedUs look like a lost CPU.
+  // most BudgetUs(cls): whether it became true.
   template <typename Done>
   bool Spin(unsigned cls, Done done);
   // The answer of class `cls` took `took_us` (whether or not it was spun
@@ -95,10 +99,18 @@ class SpinPolicy {
 
  private:
   template <typename Done>
+  static Look LookAt(Done& done) {
+    if constexpr (std::is_same_v<decltype(done()), Look>) {
+      return done();
+    } else {
+      return done() ? Look::kDone : Look::kNotYet;
+    }
+  }
+  template <typename Done>
   bool Preempted(uint64_t now, Done& done) {
     busy_until_us_ = now + kBusyBackoffUs;
     ++counts_.preempted;
-    if (!done()) return false;
+    if (LookAt(done) != Look::kDone) return false;
     ++counts_.hits;
     return true;
   }
@@ -117,7 +129,7 @@ uint64_t AnswerTookUs(uint64_t start_us, uint64_t posted_us, uint64_t now_us);
 
 template <typename Done>
 bool SpinPolicy::Spin(unsigned cls, Done done) {
-  if (done()) return true;
+  if (LookAt(done) == Look::kDone) return true;
   const uint32_t budget_us = BudgetUs(cls);
   if (budget_us == 0) return false;
   ++counts_.spins;
@@ -125,21 +137,27 @@ bool SpinPolicy::Spin(unsigned cls, Done done) {
   const uint64_t until = now + budget_us;
   uint64_t next_yield = now + kYieldEveryUs;
   while (true) {
+    bool worked = false;
     for (int i = 0; i < kLooksPerClockRead; ++i) {
       CpuRelax();
-      if (done()) {
+      const Look look = LookAt(done);
+      if (look == Look::kDone) {
         ++counts_.hits;
         return true;
       }
+      worked |= look == Look::kWorked;
     }
     const uint64_t before = now;
     now = MonotonicMicros();
-    if (now - before > kPreemptedUs) return Preempted(now, done);
+    // Time spent working is not a lost CPU (a real loss then goes
+    // unnoticed for one round of looks).
+    if (!worked && now - before > kPreemptedUs) return Preempted(now, done);
     if (now >= until) return false;
     if (now >= next_yield) {
       ::sched_yield();
+      const uint64_t yielded = now;
       now = MonotonicMicros();
-      if (now - before > kPreemptedUs) return Preempted(now, done);
+      if (now - yielded > kPreemptedUs) return Preempted(now, done);
       next_yield = now + kYieldEveryUs;
     }
   }
