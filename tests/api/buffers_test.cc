@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,13 @@ namespace zfile::testing {
 namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
+
+// A read of a file of kPlainReadFile bytes (ExpectPlainReadsCopiedEarly).
+struct PlainRead {
+  uint64_t offset;
+  size_t len;
+};
+constexpr size_t kPlainReadFile = 4 * kMiB;
 
 class BuffersTest : public VolumeTest {
  protected:
@@ -40,6 +48,9 @@ class BuffersTest : public VolumeTest {
     std::erase(bufs_, b);
     EXPECT_EQ(zfile_buf_free(vol_, b), 0) << zfile_last_error();
   }
+
+  // Runs `cases` on a file opened with `flags`, in the test below.
+  void ExpectPlainReadsCopiedEarly(int flags, std::span<const PlainRead> cases);
 
   std::vector<void*> bufs_;
 };
@@ -292,41 +303,33 @@ TEST_P(BuffersTest, WithoutRegistrationTheClientCopiesAndStaysCorrect) {
 
 // A large read into plain memory is copied out of the region piece by
 // piece while the daemon reads the rest (Connection::ReadSink), when the
-// client polls the doorbell. Reads aligned or not, and cut short by the
+// client polls the doorbell: a buffered read as the cache copies it into
+// the region, a direct one as the device reads its pieces into it
+// (ZonedDevice::ReadInPieces). Reads aligned or not, and cut short by the
 // end of the file, come out whole, and nothing past the count of these
 // successful reads is touched.
 // Whether the client polls at all depends on the machine's load (the
 // spin policy sleeps when answers are slow), so the reads go on for ten
 // rounds and then until some bytes were seen to be copied early, for at
 // most a few seconds.
-TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
+void BuffersTest::ExpectPlainReadsCopiedEarly(int flags, std::span<const PlainRead> cases) {
   if (!daemon()) GTEST_SKIP() << "a client-mode path";
   const char* spin = std::getenv("ZFILE_DOORBELL_SPIN_US");
   if (spin != nullptr && std::strcmp(spin, "0") == 0) GTEST_SKIP() << "polling is off";
-  constexpr size_t kFile = 4 * kMiB;
-  std::vector<uint8_t> data(kFile);
-  FillPattern(data.data(), kFile, 0, 91);
+  std::vector<uint8_t> data(kPlainReadFile);
+  FillPattern(data.data(), kPlainReadFile, 0, 91);
   zfile_file* w = Open("seq/2", O_WRONLY);
-  ASSERT_EQ(zfile_append(w, data.data(), kFile, nullptr), ssize_t(kFile)) << zfile_last_error();
-  zfile_file* r = Open("seq/2", O_RDONLY);
-  struct Case {
-    uint64_t offset;
-    size_t len;
-  };
-  const Case cases[] = {
-      {0, kMiB},                     // whole pieces
-      {kMiB + 12388, 3 * kMiB / 2},  // unaligned, pieces straddle pages
-      {kFile - 300 * 1024, kMiB},    // short: 300 KiB left
-      {kFile - 4096, 2 * kMiB},      // short below the pipelining size
-  };
+  ASSERT_EQ(zfile_append(w, data.data(), kPlainReadFile, nullptr), ssize_t(kPlainReadFile))
+      << zfile_last_error();
+  zfile_file* r = Open("seq/2", O_RDONLY | flags);
   std::vector<uint8_t> buf(2 * kMiB + 4096);
   const ClientCopyCounters before = ClientCopyCountersNow();
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   int rounds = 0;
   do {
-    for (const Case& c : cases) {
+    for (const PlainRead& c : cases) {
       std::memset(buf.data(), 0, buf.size());
-      const size_t want = std::min<size_t>(c.len, kFile - c.offset);
+      const size_t want = std::min<size_t>(c.len, kPlainReadFile - c.offset);
       ASSERT_EQ(zfile_pread(r, buf.data(), c.len, c.offset), ssize_t(want))
           << zfile_last_error() << " at " << c.offset;
       ASSERT_EQ(CheckPattern(buf.data(), want, c.offset, 91), -1) << "at " << c.offset;
@@ -342,6 +345,26 @@ TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
     GTEST_SKIP() << "in " << rounds << " rounds the client never copied a piece before the "
                  << "reply (it did not poll: a loaded machine), so that path was not exercised";
   }
+}
+
+TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
+  const PlainRead cases[] = {
+      {0, kMiB},                            // whole pieces
+      {kMiB + 12388, 3 * kMiB / 2},         // unaligned, pieces straddle pages
+      {kPlainReadFile - 300 * 1024, kMiB},  // short: 300 KiB left
+      {kPlainReadFile - 4096, 2 * kMiB},    // short below the pipelining size
+  };
+  ExpectPlainReadsCopiedEarly(0, cases);
+}
+
+TEST_P(BuffersTest, LargePlainDirectReadsAreCopiedOutWhileTheDeviceReads) {
+  const PlainRead cases[] = {
+      {0, kMiB},                            // whole device pieces
+      {kMiB + 4096, 3 * kMiB / 2},          // pieces not on piece boundaries
+      {kPlainReadFile - 300 * 1024, kMiB},  // short: 300 KiB left, a short last piece
+      {kPlainReadFile - 4096, 2 * kMiB},    // short below the pipelining size
+  };
+  ExpectPlainReadsCopiedEarly(O_DIRECT, cases);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BuffersTest, ::testing::ValuesIn(VolumesUnderTest()),

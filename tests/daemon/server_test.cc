@@ -1437,8 +1437,9 @@ TEST_F(ZfiledTest, DoorbellServesRequestsOnceNegotiated) {
 }
 
 // A PREAD into the region of at least kPipelinedReadMin bytes, rung on
-// the doorbell, is read in pieces, each published in reply_progress once
-// it is in the region (the client copies it out meanwhile); the last
+// the doorbell, is read in pieces (buffered: pages; direct: device
+// requests), each published in reply_progress once it is in the region
+// (the client copies it out meanwhile); the last
 // published count is never more than the reply's. Smaller reads and reads
 // on the socket leave the word alone.
 TEST_F(ZfiledTest, LargeReadsOnTheDoorbellPublishTheirProgress) {
@@ -1478,6 +1479,25 @@ TEST_F(ZfiledTest, LargeReadsOnTheDoorbellPublishTheirProgress) {
   EXPECT_EQ(published & 0xffffffffu, kTail / p::kPipelinedReadPiece * p::kPipelinedReadPiece);
   Fill(want.data(), kTail, 8);
   EXPECT_EQ(std::memcmp(c.shm(), want.data(), kTail), 0);
+
+  // A direct read is told of as the device reads its pieces.
+  const uint64_t hd = c.BellOpen("seq/0", O_RDONLY | O_DIRECT);
+  std::memset(c.shm(), 0, kShmSize);
+  p::PreadRequest direct = whole;
+  direct.handle = hd;
+  EXPECT_EQ(p::ResultOf(c.BellCall(direct)).result, int64_t(kShmSize));
+  EXPECT_EQ(progress(), p::ReplyProgress(c.bell_seq(), kShmSize));
+  Fill(want.data(), kShmSize, 7);
+  EXPECT_EQ(std::memcmp(c.shm(), want.data(), kShmSize), 0);
+  std::memset(c.shm(), 0, kShmSize);
+  direct.offset = kShmSize;
+  EXPECT_EQ(p::ResultOf(c.BellCall(direct)).result, int64_t(kTail));
+  // 128 KiB device pieces: 128 and 256 KiB were published, the short
+  // last piece (44 KiB on) only in the count.
+  EXPECT_EQ(progress(), p::ReplyProgress(c.bell_seq(), 256 * 1024));
+  Fill(want.data(), kTail, 8);
+  EXPECT_EQ(std::memcmp(c.shm(), want.data(), kTail), 0);
+  EXPECT_EQ(p::ResultOf(c.BellCall(p::CloseRequest{.handle = hd})).result, 0);
 
   // Below the threshold, or on the socket: read in one go, nothing
   // published.

@@ -727,6 +727,54 @@ TEST_P(DeviceContract, InjectedIoFailureHitsOnlyTheNextIoAtThatBlock) {
   EXPECT_TRUE(dev_->Append(z, buf.data(), bs()).ok());
 }
 
+// ReadInPieces: the bytes of one Read(), told prefix by prefix in order,
+// each after its bytes are in the buffer; the last piece may be short.
+TEST_P(DeviceContract, ReadInPiecesTellsEachPrefixAfterItsBytes) {
+  const uint32_t z = FirstSeq();
+  const size_t piece = 4 * bs();
+  const size_t len = 10 * bs();
+  const size_t many = (ZonedDevice::kPiecesInFlight + 3) * bs();
+  ASSERT_EQ(WritePattern(Start(z), std::max(len, many)), 0);
+  AlignedBuffer buf(len);
+  std::memset(buf.data(), 0xAB, len);
+  std::vector<uint64_t> told;
+  auto r = dev_->ReadInPieces(Start(z), buf.data(), len, piece, [&](uint64_t n) {
+    EXPECT_EQ(CheckPattern(buf.data(), n, Start(z), 1), -1) << "told of " << n;
+    told.push_back(n);
+  });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, len);
+  EXPECT_EQ(told, (std::vector<uint64_t>{piece, 2 * piece, len}));
+  EXPECT_EQ(CheckPattern(buf.data(), len, Start(z), 1), -1);
+  // More pieces than are kept in flight.
+  AlignedBuffer all(many);
+  told.clear();
+  r = dev_->ReadInPieces(Start(z), all.data(), many, bs(), [&](uint64_t n) { told.push_back(n); });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(told.size(), many / bs());
+  for (size_t i = 0; i < told.size(); ++i) EXPECT_EQ(told[i], (i + 1) * bs());
+  EXPECT_EQ(CheckPattern(all.data(), many, Start(z), 1), -1);
+}
+
+// A failed piece fails the read with the device's error, naming the
+// piece, and nothing is told from it on.
+TEST_P(DeviceContract, ReadInPiecesStopsTellingAtAFailedPiece) {
+  SKIP_WITHOUT_FAULTS();
+  const uint32_t z = FirstSeq();
+  const size_t piece = 2 * bs();
+  ASSERT_EQ(WritePattern(Start(z), 4 * piece), 0);
+  dev_->faults()->FailNextIo(IoOp::kRead, Start(z) + piece);
+  AlignedBuffer buf(4 * piece);
+  std::vector<uint64_t> told;
+  auto r = dev_->ReadInPieces(Start(z), buf.data(), 4 * piece, piece,
+                              [&](uint64_t n) { told.push_back(n); });
+  EXPECT_EQ(r.status().err(), EIO);
+  EXPECT_NE(r.status().message().find("at offset " + std::to_string(Start(z) + piece)),
+            std::string::npos)
+      << r.status().ToString();
+  EXPECT_EQ(told, std::vector<uint64_t>{piece});
+}
+
 TEST_P(DeviceContract, WritePointerMovedBehindTheLayersBack) {
   SKIP_WITHOUT_FAULTS();
   const uint32_t z = FirstSeq();

@@ -35,6 +35,11 @@ class IoWaiter {
     cv_.wait(lock, [this] { return done_; });
     return req_.result;
   }
+  // Whether the request has completed (Wait() would not block).
+  bool Done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return done_;
+  }
   const IoRequest& request() const { return req_; }
 
  private:

@@ -2,10 +2,13 @@
 
 #include "device/io_waiter.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace zfile {
 namespace {
@@ -35,6 +38,45 @@ Result<IoRequest> RunSync(ZonedDevice* dev, IoOp op, uint64_t offset, void* buf,
 Result<size_t> ZonedDevice::Read(uint64_t offset, void* buf, size_t len) {
   ZF_ASSIGN_OR_RETURN(IoRequest req, RunSync(this, IoOp::kRead, offset, buf, len));
   return static_cast<size_t>(req.result);
+}
+
+Result<size_t> ZonedDevice::ReadInPieces(uint64_t offset, void* buf, size_t len, size_t piece,
+                                         const std::function<void(uint64_t)>& arrived) {
+  auto* out = static_cast<uint8_t*>(buf);
+  if (piece == 0) piece = std::max<size_t>(len, 1);
+  const size_t count = (len + piece - 1) / piece;
+  // IoWaiter is neither movable nor copyable: one allocation per piece.
+  std::vector<std::unique_ptr<IoWaiter>> pieces;
+  pieces.reserve(count);
+  size_t waited = 0;
+  Status failed;
+  // Waits for the oldest piece still out, and tells of it unless a piece
+  // has failed.
+  auto wait_oldest = [&] {
+    IoWaiter& w = *pieces[waited++];
+    const int64_t r = w.Wait();
+    if (!failed.ok()) return;
+    if (r < 0) {
+      failed = RequestError(this, w.request(), r);
+      return;
+    }
+    arrived(std::min<uint64_t>(uint64_t{waited} * piece, len));
+  };
+  while (waited < count) {
+    // After a failure nothing more is submitted; what is out is waited for.
+    if (failed.ok() && pieces.size() < count && pieces.size() - waited < kPiecesInFlight) {
+      const size_t at = pieces.size() * piece;
+      pieces.push_back(std::make_unique<IoWaiter>(IoOp::kRead, offset + at, out + at,
+                                                  std::min(piece, len - at)));
+      pieces.back()->Submit(this);
+      while (waited < pieces.size() && pieces[waited]->Done()) wait_oldest();
+      continue;
+    }
+    if (waited == pieces.size()) break;
+    wait_oldest();
+  }
+  if (!failed.ok()) return failed;
+  return len;
 }
 
 Result<size_t> ZonedDevice::Write(uint64_t offset, const void* buf, size_t len) {

@@ -19,6 +19,11 @@ constexpr size_t kDirectAlign = 4096;
 // very pages it writes) this much at a time.
 constexpr size_t kFallbackChunk = 4u << 20;
 
+// The pieces a direct read that is told of its progress is read in: big
+// enough that a real device still gets large requests (several in flight,
+// ZonedDevice::ReadInPieces), small enough that a 1 MiB read is told of
+// several times.
+constexpr size_t kToldReadPiece = 128 * 1024;
 bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0; }
 
 struct FreeDeleter {
@@ -169,7 +174,9 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
   }
   // Direct reads see dirty cached data: write it back first.
   if (!sequential()) ZF_RETURN_IF_ERROR(cache_->WriteBack(offset, len));
-  auto r = DeviceRead(offset, buf, len);
+  auto r = progress != nullptr && Aligned(buf) && len > kToldReadPiece
+               ? DeviceReadTold(offset, buf, len, *progress)
+               : DeviceRead(offset, buf, len);
   if (!r.ok()) {
     std::unique_lock<std::mutex> lock(write_mu_);
     return HandleIoErrorLocked(lock, r.status(), "direct read", offset, len);
@@ -515,6 +522,12 @@ Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len) {
   if (!r.ok()) return r.status();
   std::memcpy(buf, bounce.get(), len);
   return len;
+}
+
+Result<size_t> FileInode::DeviceReadTold(uint64_t offset, void* buf, size_t len,
+                                         const ReadProgress& progress) {
+  vol_->stats().device_read_bytes += len;
+  return vol_->device()->ReadInPieces(dev_start_ + offset, buf, len, kToldReadPiece, progress);
 }
 
 Status FileInode::DeviceWrite(uint64_t offset, const void* buf, size_t len) {

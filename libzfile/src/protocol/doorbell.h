@@ -33,8 +33,10 @@
 //      448     8   reply_posted    CLOCK_MONOTONIC µs at which the daemon
 //                                  answered (written before reply_seq)
 //      512     8   reply_progress  (request_seq << 32) | bytes: while it
-//                                  serves a large buffered PREAD into the
-//                                  bulk region, the daemon stores how many
+//                                  serves a large PREAD into the bulk
+//                                  region (buffered: page by page;
+//                                  direct: device piece by piece), the
+//                                  daemon stores how many
 //                                  of the reply's bytes are already there,
 //                                  so that a polling client copies them
 //                                  out while the rest is read (written
@@ -89,9 +91,11 @@ inline constexpr size_t kDoorbellClientWaitingOffset = 320;
 inline constexpr size_t kDoorbellRequestPostedOffset = 384;
 inline constexpr size_t kDoorbellReplyPostedOffset = 448;
 inline constexpr size_t kDoorbellReplyProgressOffset = 512;
-// A buffered PREAD into the bulk region of at least kPipelinedReadMin
-// bytes moves reply_progress on every kPipelinedReadPiece bytes or more
-// (as the cache's pages are copied; the rest only in the reply's count).
+// A PREAD into the bulk region of at least kPipelinedReadMin bytes moves
+// reply_progress on every kPipelinedReadPiece bytes or more, as the
+// cache's pages are copied or, for a direct read of more than one device
+// piece (128 KiB, FileInode), as the pieces are read; the rest only in the
+// reply's count.
 inline constexpr uint64_t kPipelinedReadPiece = 64 * 1024;
 inline constexpr uint64_t kPipelinedReadMin = 2 * kPipelinedReadPiece;
 // reply_progress's value for `bytes` of the reply to request `seq`.
