@@ -16,6 +16,7 @@
 
 #include "client/client_uri.h"
 #include "client/connection.h"
+#include "protocol/bulk_copy.h"
 #include "protocol/messages.h"
 #include "protocol/shm_region.h"
 #include "zfile/zfile.h"
@@ -456,9 +457,7 @@ class ClientFile final : public FileBackend {
   }
 
   // With mu() held: the region's first `len` bytes become `data`'s.
-  void CopyIn(const uint8_t* data, size_t len) {
-    if (len > 0) std::memcpy(conn_->shm(), data, len);
-  }
+  void CopyIn(const uint8_t* data, size_t len) { proto::CopyBulk(conn_->shm(), data, len); }
 
   // With mu() held: a PWRITE of `len` bytes at `shm_offset` (0: the
   // region's start) to `offset`; the bytes written.
