@@ -630,7 +630,7 @@ Result<size_t> Session::PRead(FileHandle& h, const protocol::PreadRequest& req) 
   // published whether or not this one polls), and only one that has to
   // copy out of the region: a registered buffer is the caller's own,
   // filled in place. Buffered reads tell of it page by page; direct ones
-  // piece by piece, the device reading several pieces at a time.
+  // piece by piece (ZonedDevice::ReadInPieces).
   if (!serving_bell_ || protocol::BufIdOf(req.shm_offset) != 0 ||
       req.length < protocol::kPipelinedReadMin) {
     return h.PRead(dst, req.length, req.offset, req.rwf);

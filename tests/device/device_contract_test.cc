@@ -733,7 +733,7 @@ TEST_P(DeviceContract, ReadInPiecesTellsEachPrefixAfterItsBytes) {
   const uint32_t z = FirstSeq();
   const size_t piece = 4 * bs();
   const size_t len = 10 * bs();
-  const size_t many = (ZonedDevice::kPiecesInFlight + 3) * bs();
+  const size_t many = 7 * bs();
   ASSERT_EQ(WritePattern(Start(z), std::max(len, many)), 0);
   AlignedBuffer buf(len);
   std::memset(buf.data(), 0xAB, len);
@@ -746,7 +746,7 @@ TEST_P(DeviceContract, ReadInPiecesTellsEachPrefixAfterItsBytes) {
   EXPECT_EQ(*r, len);
   EXPECT_EQ(told, (std::vector<uint64_t>{piece, 2 * piece, len}));
   EXPECT_EQ(CheckPattern(buf.data(), len, Start(z), 1), -1);
-  // More pieces than are kept in flight.
+  // Block by block.
   AlignedBuffer all(many);
   told.clear();
   r = dev_->ReadInPieces(Start(z), all.data(), many, bs(), [&](uint64_t n) { told.push_back(n); });
@@ -773,6 +773,18 @@ TEST_P(DeviceContract, ReadInPiecesStopsTellingAtAFailedPiece) {
             std::string::npos)
       << r.status().ToString();
   EXPECT_EQ(told, std::vector<uint64_t>{piece});
+}
+
+TEST_P(DeviceContract, ReadInPiecesOfPartBlocksIsRefusedBeforeReading) {
+  AlignedBuffer buf(4 * bs());
+  bool told = false;
+  for (size_t piece : {size_t{0}, size_t{bs() / 2}, size_t{bs() + bs() / 2}}) {
+    auto r = dev_->ReadInPieces(Start(FirstSeq()), buf.data(), 4 * bs(), piece,
+                                [&](uint64_t) { told = true; });
+    EXPECT_EQ(r.status().err(), EINVAL) << piece;
+    EXPECT_NE(r.status().message().find("blocks"), std::string::npos) << r.status().ToString();
+  }
+  EXPECT_FALSE(told);
 }
 
 TEST_P(DeviceContract, WritePointerMovedBehindTheLayersBack) {

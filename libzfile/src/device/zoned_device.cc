@@ -42,12 +42,22 @@ Result<size_t> ZonedDevice::Read(uint64_t offset, void* buf, size_t len) {
 
 Result<size_t> ZonedDevice::ReadInPieces(uint64_t offset, void* buf, size_t len, size_t piece,
                                          const std::function<void(uint64_t)>& arrived) {
+  if (piece == 0 || piece % info().block_size != 0) {
+    return Status(EINVAL, "a read in pieces of " + std::to_string(piece) +
+                              " bytes: not a whole number of " + std::to_string(info().block_size) +
+                              "-byte blocks");
+  }
   auto* out = static_cast<uint8_t*>(buf);
-  if (piece == 0) piece = std::max<size_t>(len, 1);
   const size_t count = (len + piece - 1) / piece;
-  // IoWaiter is neither movable nor copyable: one allocation per piece.
+  // All allocated before the first is submitted, so that nothing can throw
+  // while one is in flight (IoWaiter is neither movable nor copyable).
   std::vector<std::unique_ptr<IoWaiter>> pieces;
   pieces.reserve(count);
+  for (size_t at = 0; at < len; at += piece) {
+    pieces.push_back(
+        std::make_unique<IoWaiter>(IoOp::kRead, offset + at, out + at, std::min(piece, len - at)));
+  }
+  size_t submitted = 0;
   size_t waited = 0;
   Status failed;
   // Waits for the oldest piece still out, and tells of it unless a piece
@@ -62,19 +72,15 @@ Result<size_t> ZonedDevice::ReadInPieces(uint64_t offset, void* buf, size_t len,
     }
     arrived(std::min<uint64_t>(uint64_t{waited} * piece, len));
   };
-  while (waited < count) {
-    // After a failure nothing more is submitted; what is out is waited for.
-    if (failed.ok() && pieces.size() < count && pieces.size() - waited < kPiecesInFlight) {
-      const size_t at = pieces.size() * piece;
-      pieces.push_back(std::make_unique<IoWaiter>(IoOp::kRead, offset + at, out + at,
-                                                  std::min(piece, len - at)));
-      pieces.back()->Submit(this);
-      while (waited < pieces.size() && pieces[waited]->Done()) wait_oldest();
-      continue;
-    }
-    if (waited == pieces.size()) break;
-    wait_oldest();
+  // One by one, telling of what has completed after each submission: a
+  // backend that completes requests as they are submitted has read each
+  // piece by then. After a failure nothing more is submitted, and what is
+  // out is waited for.
+  for (; submitted < count && failed.ok(); ++submitted) {
+    pieces[submitted]->Submit(this);
+    while (waited <= submitted && pieces[waited]->Done()) wait_oldest();
   }
+  while (waited < submitted) wait_oldest();
   if (!failed.ok()) return failed;
   return len;
 }

@@ -88,15 +88,15 @@ class ZonedDevice {
   Result<uint64_t> Append(uint32_t zone, const void* buf, size_t len);
   Result<ZoneInfo> ReportZone(uint32_t zone);
 
-  // Read() in pieces of `piece` bytes (a multiple of the block size), with
-  // up to kPiecesInFlight of them submitted at a time, so that `arrived`
-  // can hear of the bytes as they come: it is called with the length of
-  // the prefix of [0, len) that has been read, after each piece that
-  // extends it, and never again once a piece has failed. The device sees
-  // the same bytes as from one Read(), in more requests; a backend that
-  // completes requests as they are submitted (workers=0) reads them one by
-  // one, each told before the next starts.
-  static constexpr size_t kPiecesInFlight = 4;
+  // Read() in pieces of `piece` bytes (a multiple of the block size, else
+  // EINVAL before anything is read), all submitted at once, so that
+  // `arrived` can hear of the bytes as they come: it is called on this
+  // thread with the length of the prefix of [0, len) that has been read,
+  // after each piece that extends it, and never again once a piece has
+  // failed. The device sees the same bytes as from one Read(), in requests
+  // of at most `piece` bytes; a backend that completes requests as they
+  // are submitted (workers=0) reads them one by one, each told before the
+  // next starts.
   Result<size_t> ReadInPieces(uint64_t offset, void* buf, size_t len, size_t piece,
                               const std::function<void(uint64_t)>& arrived);
 

@@ -27,9 +27,10 @@ namespace zfile::protocol {
 inline constexpr size_t kStreamingCopyMin = 64 * 1024;
 
 // Copies `n` bytes from `src` to `dst` (which must not overlap), as
-// memcpy does; with streaming stores when `n` is at least
-// kStreamingCopyMin and the CPU has them. The bytes are visible to other
-// CPUs, in order with later stores, when it returns.
+// memcpy does (either may be null when `n` is 0); with streaming stores
+// when `n` is at least kStreamingCopyMin on x86-64, followed by a fence,
+// so that on return the copy is ordered before this thread's later stores
+// as a memcpy's is (a release store still publishes it to the peer).
 void CopyBulk(void* dst, const void* src, size_t n);
 
 }  // namespace zfile::protocol
