@@ -19,11 +19,12 @@ constexpr size_t kDirectAlign = 4096;
 // very pages it writes) this much at a time.
 constexpr size_t kFallbackChunk = 4u << 20;
 
-// The pieces a direct read that is told of its progress is read in: big
-// enough that a real device still gets large requests (several in flight,
-// ZonedDevice::ReadInPieces), small enough that a 1 MiB read is told of
-// several times.
+// The pieces a direct read that is told of its progress is read in
+// (ZonedDevice::ReadInPieces, all in flight at once): big enough that a
+// real device still gets large requests, small enough that a 1 MiB read is
+// told of several times.
 constexpr size_t kToldReadPiece = 128 * 1024;
+
 bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kDirectAlign == 0; }
 
 struct FreeDeleter {
