@@ -12,8 +12,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "api/zfile_internal.h"
 #include "device/zoned_device.h"
@@ -131,6 +133,29 @@ class ErrorPolicy : public VolumeTest {
   }
 };
 
+// Records what the volume tells its FileChangeObserver (the FUSE mount's
+// hook), while it lives.
+class ChangeRecorder final : public FileChangeObserver {
+ public:
+  explicit ChangeRecorder(Volume* vol) : vol_(vol) { vol_->SetChangeObserver(this); }
+  ~ChangeRecorder() override { vol_->SetChangeObserver(nullptr); }
+  void FileChanged(FileInode* inode, uint64_t offset, uint64_t len) override {
+    std::lock_guard lock(mu_);
+    calls_.push_back(inode->path() + (len == 0 ? " whole file"
+                                               : " " + std::to_string(len) + " bytes at " +
+                                                     std::to_string(offset)));
+  }
+  std::vector<std::string> Calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  Volume* const vol_;
+  std::mutex mu_;
+  std::vector<std::string> calls_;
+};
+
 // On null_blk, zone_readonly and zone_offline last as long as the device,
 // and both params of a test (embedded, then _daemon) run on the same one:
 // the daemon param takes other zones, the embedded one's being spent.
@@ -235,9 +260,18 @@ TEST_P(ErrorPolicy, WriteErrorAppliesTheErrorsPolicy) {
     MountOrDie(c.option, IoFaultAtMount(IoOp::kWrite, SeqZoneStart(file) + kBlock));
     zfile_file* f = Open(path.c_str(), O_RDWR | O_DIRECT);
     ASSERT_EQ(WritePattern(f, 0, kBlock, 5), ssize_t(kBlock));
+    // Embedded only: zfiled's volume is in another process.
+    std::optional<ChangeRecorder> changes;
+    if (!daemon()) changes.emplace(InternalVolume(vol_));
     ArmIoFault(IoOp::kWrite, SeqZoneStart(file) + kBlock);
     EXPECT_EQ(WritePattern(f, kBlock, kBlock, 5), -EIO);
     ClearIoFault(SeqZoneStart(file) + kBlock);
+    if (changes) {
+      // An offline file lost its data; the others kept theirs.
+      const std::vector<std::string> whole = {path + " whole file"};
+      EXPECT_EQ(changes->Calls(), c.size_zero ? whole : std::vector<std::string>{});
+    }
+    changes.reset();
     EXPECT_NE(std::string(zfile_last_error()).find("file size now"), std::string::npos)
         << zfile_last_error();
     struct zfile_vol_info info {};
@@ -301,10 +335,13 @@ TEST_P(ErrorPolicy, WritePointerMovedBehindOurBackIsResynchronised) {
                     "device's in-process FaultInjector; zfiled's device is out of reach";
   }
   // Mounted: the device moves it again under the volume's feet.
+  ChangeRecorder changes(InternalVolume(vol_));
   FaultInjector* faults = InternalVolume(vol_)->device()->faults();
   ASSERT_TRUE(faults->MoveWritePointer(kFirstSeqZone + 21, SeqZoneStart(21) + kBlock).ok());
-  EXPECT_EQ(WritePattern(f, 2 * kBlock, kBlock, 7), -EIO);         // the device refuses
-  EXPECT_EQ(StatOf(vol_, "seq/21").size, kBlock);                  // resynchronised
+  EXPECT_EQ(WritePattern(f, 2 * kBlock, kBlock, 7), -EIO);  // the device refuses
+  EXPECT_EQ(StatOf(vol_, "seq/21").size, kBlock);           // resynchronised
+  // The resync dropped data that readers beside the engine may cache.
+  EXPECT_EQ(changes.Calls(), (std::vector<std::string>{"seq/21 whole file"}));
   EXPECT_EQ(WritePattern(f, kBlock, kBlock, 7), ssize_t(kBlock));  // repair: still writable
   EXPECT_EQ(ExpectPattern(Open("seq/21", O_RDONLY), 0, 2 * kBlock, 7), ssize_t(2 * kBlock));
 }

@@ -255,6 +255,9 @@ class FuseFsxTest : public ::testing::Test {
   void StopWatchdog();
 
   std::string dir_, mnt_, sock_, dev_;
+  // What a variant of the fixture adds to zfiled's device URI (after '?')
+  // and its --options, before SetUp starts it.
+  std::string daemon_uri_params_, daemon_mount_options_;
   ZfiledProcess zfiled_;
   zfile_vol* client_vol_ = nullptr;
   std::vector<File> files_;
@@ -326,8 +329,13 @@ void FuseFsxTest::SetUp() {
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   ZfiledProcess::Options o;
-  o.args = {"--device", dev_,       "--name", kVolume,       "--mount",
-            mnt_,       "--socket", sock_,    "--foreground"};
+  const std::string daemon_dev =
+      daemon_uri_params_.empty() ? dev_ : dev_ + "?" + daemon_uri_params_;
+  o.args = {"--device", daemon_dev, "--name", kVolume,       "--mount",
+            mnt_,       "--socket", sock_,      "--foreground"};
+  if (!daemon_mount_options_.empty()) {
+    o.args.insert(o.args.end(), {"--options", daemon_mount_options_});
+  }
   o.log_path = dir_ + "/zfiled.log";
   s = zfiled_.Start(o);
   if (!s.ok()) {
@@ -1241,6 +1249,64 @@ TEST_F(FuseSyncWriteTest, PerWriteSyncFlagsWriteThrough) {
             "written with RWF_DSYNC");
   EXPECT_EQ(WriteAndReadDevice(0, RWF_SYNC, 40960, "written with RWF_SYNC"),
             "written with RWF_SYNC");
+}
+
+// A zone that an I/O error takes offline (errors=zone-offline) leaves its
+// file empty, as on zonefs, where the kernel truncates the inode and so
+// drops its pages: a mapping made before the error must not keep showing
+// the old data (review C6). seq/0 is zone 2: its first 64 KiB write, the
+// second fails.
+class FuseZoneErrorTest : public FuseFsxTest {
+ protected:
+  static constexpr uint64_t kSeq0Start = 2 * kZoneSize;
+  static constexpr uint64_t kWritten = 64 << 10;
+  FuseZoneErrorTest() {
+    daemon_uri_params_ = "fail_write=" + std::to_string(kSeq0Start + kWritten);
+    daemon_mount_options_ = "errors=zone-offline";
+  }
+};
+
+TEST_F(FuseZoneErrorTest, MappingOfAFileWhoseZoneWentOfflineDropsItsPages) {
+  ScopedSigbusHandler sigbus;
+  const std::string path = mnt_ + "/seq/0";
+  const int wr = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(wr, 0) << path << ": " << Errno(errno);
+  const int rd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(rd, 0) << path << ": " << Errno(errno);
+  uint8_t* src = Buffer(0);
+  Fill(src, kWritten);
+  ASSERT_EQ(pwrite(wr, src, kWritten, 0), static_cast<ssize_t>(kWritten)) << Errno(errno);
+  void* p = mmap(nullptr, kWritten, PROT_READ, MAP_SHARED, rd, 0);
+  ASSERT_NE(p, MAP_FAILED) << Errno(errno);
+  const auto* map = static_cast<const uint8_t*>(p);
+  uint8_t* seen = Scratch(0);
+  ASSERT_TRUE(CopyFromMapping(seen, map, kWritten)) << "SIGBUS before any error";
+  ASSERT_EQ(std::memcmp(seen, src, kWritten), 0) << "the mapping does not show what was written";
+
+  // The injected error; the policy takes the zone offline.
+  errno = 0;
+  EXPECT_EQ(pwrite(wr, src, kBlock, kWritten), -1);
+  EXPECT_EQ(errno, EIO) << Errno(errno);
+
+  // The kernel is told asynchronously (kMapSettle). Once it drops the pages,
+  // the mapping faults (its pages are past the end of the file, or cannot
+  // be read back) instead of showing what the zone held. No stat comes
+  // first: a GETATTR that finds the file smaller makes the kernel drop the
+  // pages past the new size by itself.
+  const auto give_up = std::chrono::steady_clock::now() + kMapSettle;
+  bool old_data = true;
+  while (old_data && std::chrono::steady_clock::now() < give_up) {
+    old_data = CopyFromMapping(seen, map, kBlock) && std::memcmp(seen, src, kBlock) == 0;
+    if (old_data) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(old_data) << "the mapping still shows the offline zone's old data after "
+                         << kMapSettle.count() << " s";
+  struct stat st {};
+  ASSERT_EQ(fstat(rd, &st), 0) << Errno(errno);
+  EXPECT_EQ(st.st_size, 0) << "the offline zone's file still has a size";
+  munmap(p, kWritten);
+  close(rd);
+  close(wr);
 }
 
 // Fails today (found by the fsx run above, which retries instead): a

@@ -567,6 +567,7 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
           size_ = wp;
           reserved_ = wp;
           vol_->resources().Resync(&slot_, zone->cond);
+          vol_->NotifyChanged(this, 0, 0);
         }
       }
     }
@@ -622,6 +623,11 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
     mode_ = mode_.load() & ~0222u;
   }
   if (health != FileHealth::kGood) health_ = static_cast<uint8_t>(health);
+  // What readers see changed: an offline file has no data, and a
+  // sequential one ends at the write pointer reported now. Whoever caches
+  // the file's pages beside the engine (the FUSE mount's mappings) drops
+  // them, as zonefs's truncation of the inode does.
+  const bool changed = health == FileHealth::kOffline || (sequential() && size != size_.load());
   if (sequential()) {
     cache_->Discard(size);
     size_ = size;
@@ -635,6 +641,7 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
     }
     vol_->resources().Resync(&slot_, health == FileHealth::kGood ? now : ZoneCondition::kOffline);
   }
+  if (changed) vol_->NotifyChanged(this, 0, 0);
   std::string msg = path_ + ": " + what;
   if (len != 0) msg += " of " + std::to_string(len) + " bytes at " + std::to_string(offset);
   msg += " failed: " + error.message() + "; zone " + std::to_string(first_zone_) + " is " +

@@ -42,8 +42,9 @@ struct VolumeInfo {
 
 class FileHandle;
 
-// Told of every change to a file's data: a write (range written) or a zone
-// reset/finish (`len` 0: the whole file). Called after the change is made,
+// Told of every change to a file's data: a write (range written), a zone
+// reset/finish, or an I/O error's resync that took the file offline or
+// moved its size to the write pointer (`len` 0: the whole file). Called after the change is made,
 // on the thread that made it, whatever path it came through (embedded API,
 // zfiled sessions, FUSE). It must be quick and must not do I/O on the
 // volume. zfiled's FUSE front end uses it to drop what the kernel caches.
