@@ -56,6 +56,18 @@ ok "bench buffered write (no --direct)" bench --file seq/2 --rw write --bs 4K --
 has "buffered job says so" "$out" "seq/2: write, bs 4 KiB, buffered"
 eq "seq/2 holds 64 KiB after the volume closed" "$(size seq/2)" 65536
 
+# --regbuf embedded: zfile_buf_alloc's memory is plain memory there, and
+# nothing goes through a daemon.
+ok "bench write --regbuf (embedded)" bench --file seq/5 --rw write --bs 256K --size 1M --direct \
+  --regbuf --json "${V[@]}"
+eq "--regbuf embedded: ops, flag, no daemon copies" \
+  "$(jqv '[.ops, .registered_buffer, .copied_bytes, .zero_copy_bytes] | join(" ")')" \
+  "4 true 0 0"
+eq "seq/5 grew by 1 MiB" "$(size seq/5)" "$MiB"
+ok "bench read --regbuf (embedded)" bench --file seq/5 --rw read --bs 256K --regbuf "${V[@]}"
+has "the text says registered buffer" "$out" "seq/5: read, bs 256 KiB, buffered, registered buffer"
+eq "and no zfiled line" "$(grep -c "zfiled:" <<<"$out")" 0
+
 # --- reads and conventional files -----------------------------------------------------
 
 # Every block once: randwrite over the first 250 blocks of the fresh

@@ -223,6 +223,9 @@ fails "embedded mount of a served device" 1 "in use by another process" ls "${E[
 ok "bench write through zfiled" bench --file seq/6 --rw write --bs 1M --size 2M --direct --json \
   "${V[@]}"
 eq "bench write through zfiled: ops, bytes" "$(jqv '[.ops, .bytes] | join(" ")')" "2 $((2 * MiB))"
+eq "a plain buffer's bytes are copied through the region" \
+  "$(jqv '[.registered_buffer, .copied_bytes, .zero_copy_bytes] | join(" ")')" \
+  "false $((2 * MiB)) 0"
 ok "stat seq/6 after bench" stat seq/6 --json "${V[@]}"
 eq "seq/6 grew by what bench wrote" "$(jqv .size)" $((2 * MiB))
 ok "bench randread through zfiled" bench --file seq/6 --rw randread --direct --json "${V[@]}"
@@ -231,6 +234,22 @@ fails "bench with a bs of no whole blocks through zfiled" 1 "block size" \
   bench --file seq/6 --rw write --bs 6K --direct "${V[@]}"
 ok "stat seq/6 after the refused bench" stat seq/6 --json "${V[@]}"
 eq "the refused bench changed nothing" "$(jqv .size)" $((2 * MiB))
+
+# --regbuf: a buffer of zfile_buf_alloc, which the daemon fills and reads
+# itself: nothing is copied through the region.
+ok "bench write --regbuf through zfiled" bench --file seq/7 --rw write --bs 1M --size 3M \
+  --direct --regbuf --json "${V[@]}"
+eq "--regbuf write: no copy" \
+  "$(jqv '[.registered_buffer, .bytes, .copied_bytes, .zero_copy_bytes] | join(" ")')" \
+  "true $((3 * MiB)) 0 $((3 * MiB))"
+ok "bench read --regbuf through zfiled" bench --file seq/7 --rw read --bs 512K --direct --regbuf \
+  "${V[@]}"
+has "--regbuf read says so" "$out" "seq/7: read, bs 512 KiB, direct, registered buffer"
+has "--regbuf read: no copy" "$out" "0 bytes copied through the shared region, $((3 * MiB)) moved"
+run_to "$TMP/seq7" cat seq/7 "${V[@]}"
+eq "seq/7 holds the 3 MiB --regbuf wrote" "$rc $(wc -c <"$TMP/seq7")" "0 $((3 * MiB))"
+nonzero=$(tr -d '\0' <"$TMP/seq7" | wc -c)
+eq "and they are the job's data, not zeroes" "$((nonzero > 3 * MiB * 9 / 10))" 1
 
 # --- usage errors: which volume, and mount options ------------------------------------
 

@@ -14,10 +14,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "base/status.h"
+#include "client/client_backend.h"
 #include "tools/zfile/file_commands.h"
 #include "tools/zfile/output.h"
 #include "zfile/zfile.hpp"
@@ -65,6 +67,7 @@ struct BenchOptions {
   CLI::Option* io_limit_option = nullptr;
   double runtime = 0;
   bool direct = false;
+  bool regbuf = false;
   uint64_t seed = 1;
   bool json = false;
 };
@@ -291,6 +294,50 @@ struct Results {
   uint64_t bytes = 0;
   uint64_t elapsed_ns = 0;
   LatencyHistogram lat;
+  // Through zfiled (0 embedded): the bytes the job moved by copying them
+  // through the session's shared region, and those the daemon moved in
+  // the caller's registered buffer itself.
+  uint64_t copied_bytes = 0;
+  uint64_t zero_copy_bytes = 0;
+};
+
+// The job's I/O buffer: aligned memory, or with --regbuf one from
+// zfile_buf_alloc, which a client of zfiled does not copy.
+class JobBuffer {
+ public:
+  static Result<JobBuffer> Allocate(zfile_vol* vol, size_t size, bool registered) {
+    JobBuffer b;
+    if (!registered) {
+      ZF_ASSIGN_OR_RETURN(b.plain_, AllocateBuffer(size));
+      b.data_ = b.plain_.get();
+      return b;
+    }
+    void* p = nullptr;
+    const int err = zfile_buf_alloc(vol, size, &p);
+    if (err != 0) {
+      return Status(-err, fmt::format("--regbuf: a registered buffer of {} bytes: {}", size,
+                                      zfile_last_error()));
+    }
+    b.vol_ = vol;
+    b.data_ = static_cast<char*>(p);
+    return b;
+  }
+  JobBuffer(JobBuffer&& other) noexcept
+      : plain_(std::move(other.plain_)),
+        vol_(std::exchange(other.vol_, nullptr)),
+        data_(std::exchange(other.data_, nullptr)) {}
+  JobBuffer& operator=(JobBuffer&&) = delete;
+  ~JobBuffer() {
+    if (vol_ != nullptr) static_cast<void>(zfile_buf_free(vol_, data_));
+  }
+
+  char* get() const { return data_; }
+
+ private:
+  JobBuffer() = default;
+  AlignedBuffer plain_;
+  zfile_vol* vol_ = nullptr;  // set: data_ is a registered buffer of it
+  char* data_ = nullptr;
 };
 
 double PerSecond(double count, uint64_t ns) {
@@ -298,10 +345,11 @@ double PerSecond(double count, uint64_t ns) {
 }
 
 Result<Results> RunJob(const BenchOptions& opt, const std::string& path, const Plan& plan,
-                       api::File& file) {
+                       const api::Vol& vol, api::File& file) {
   const size_t bs = static_cast<size_t>(opt.bs);
-  ZF_ASSIGN_OR_RETURN(AlignedBuffer buf, AllocateBuffer(bs));
+  ZF_ASSIGN_OR_RETURN(JobBuffer buf, JobBuffer::Allocate(vol.get(), bs, opt.regbuf));
   FillPattern(buf.get(), bs, opt.seed);
+  const ClientCopyCounters copies_before = ClientCopyCountersNow();
   const bool write = IsWrite(plan.rw);
   BlockShuffle shuffle(plan.blocks, opt.seed);
   const auto runtime =
@@ -333,6 +381,9 @@ Result<Results> RunJob(const BenchOptions& opt, const std::string& path, const P
   }
   r.elapsed_ns =
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count());
+  const ClientCopyCounters copies = ClientCopyCountersNow();
+  r.copied_bytes = copies.copied_bytes - copies_before.copied_bytes;
+  r.zero_copy_bytes = copies.zero_copy_bytes - copies_before.zero_copy_bytes;
   return r;
 }
 
@@ -340,8 +391,9 @@ void PrintText(const BenchOptions& opt, const std::string& path, const Results& 
   const double mib_s = PerSecond(static_cast<double>(r.bytes), r.elapsed_ns) / (1 << 20);
   const auto us = [](double ns) { return ns / 1000.0; };
   std::string out;
-  fmt::format_to(std::back_inserter(out), "{}: {}, bs {}, {}, queue depth 1\n", path, opt.rw,
-                 FormatSize(opt.bs), opt.direct ? "direct" : "buffered");
+  fmt::format_to(std::back_inserter(out), "{}: {}, bs {}, {}{}, queue depth 1\n", path, opt.rw,
+                 FormatSize(opt.bs), opt.direct ? "direct" : "buffered",
+                 opt.regbuf ? ", registered buffer" : "");
   fmt::format_to(std::back_inserter(out), "  done:         {} I/Os, {} bytes ({}) in {:.3f} s\n",
                  r.ops, r.bytes, FormatSize(r.bytes), static_cast<double>(r.elapsed_ns) / 1e9);
   fmt::format_to(std::back_inserter(out), "  bandwidth:    {:.1f} MiB/s ({:.1f} MB/s)\n", mib_s,
@@ -353,6 +405,12 @@ void PrintText(const BenchOptions& opt, const std::string& path, const Results& 
                  us(r.lat.Mean()), us(static_cast<double>(r.lat.Percentile(0.5))),
                  us(static_cast<double>(r.lat.Percentile(0.99))),
                  us(static_cast<double>(r.lat.min())), us(static_cast<double>(r.lat.max())));
+  if (r.copied_bytes != 0 || r.zero_copy_bytes != 0) {
+    fmt::format_to(std::back_inserter(out),
+                   "  zfiled:       {} bytes copied through the shared region, {} moved without a "
+                   "copy\n",
+                   r.copied_bytes, r.zero_copy_bytes);
+  }
   fmt::print("{}", out);
 }
 
@@ -363,6 +421,7 @@ void PrintJson(const BenchOptions& opt, const std::string& path, const Results& 
   json.Key("rw").String(opt.rw);
   json.Key("bs").Uint(opt.bs);
   json.Key("direct").Bool(opt.direct);
+  json.Key("registered_buffer").Bool(opt.regbuf);
   json.Key("queue_depth").Uint(1);
   json.Key("ops").Uint(r.ops);
   json.Key("bytes").Uint(r.bytes);
@@ -376,6 +435,8 @@ void PrintJson(const BenchOptions& opt, const std::string& path, const Results& 
   json.Key("min").Uint(r.lat.min());
   json.Key("max").Uint(r.lat.max());
   json.EndObject();
+  json.Key("copied_bytes").Uint(r.copied_bytes);
+  json.Key("zero_copy_bytes").Uint(r.zero_copy_bytes);
   json.EndObject();
   fmt::print("{}", json.Finish());
 }
@@ -388,7 +449,7 @@ Status RunBench(const BenchOptions& opt) {
   ZF_ASSIGN_OR_RETURN(Plan plan, MakePlan(opt, path, st));
   const int flags = (IsWrite(plan.rw) ? O_WRONLY : O_RDONLY) | (opt.direct ? O_DIRECT : 0);
   ZF_ASSIGN_OR_RETURN(api::File file, OpenFile(vol, path, flags));
-  ZF_ASSIGN_OR_RETURN(Results results, RunJob(opt, path, plan, file));
+  ZF_ASSIGN_OR_RETURN(Results results, RunJob(opt, path, plan, vol, file));
   ZF_RETURN_IF_ERROR(CloseAll(&file, &vol));
   if (opt.json) {
     PrintJson(opt, path, results);
@@ -476,12 +537,16 @@ void RegisterBenchCommand(CLI::App* app, CommandTable* table) {
       ->type_name("SECONDS");
   cmd->add_flag("--direct", opt->direct,
                 "Open with O_DIRECT (--bs must be a multiple of the block size)");
+  cmd->add_flag("--regbuf", opt->regbuf,
+                "Do the I/O from a buffer of zfile_buf_alloc: through zfiled, the daemon moves "
+                "the data in it itself, with no copy through the shared region");
   cmd->add_option("--seed", opt->seed, "Seed of the random order and of the data written")
       ->check(UnsignedValidator())
       ->type_name("N");
   cmd->add_flag("--json", opt->json,
                 "JSON object: ops, bytes, elapsed_ns, bw_bytes (per second), iops, lat_ns (mean, "
-                "p50, p99, min, max; percentiles within 1/32)");
+                "p50, p99, min, max; percentiles within 1/32), copied_bytes and zero_copy_bytes "
+                "(through zfiled; 0 embedded)");
   cmd->footer(
       "One I/O at a time (queue depth 1, as fio's psync engine), timed from before the first to "
       "after\nthe last; opening and closing the volume are not timed. Random workloads touch "
