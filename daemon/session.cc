@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -123,7 +122,7 @@ Session::~Session() {
   views_.clear();
   handles_.clear();
   UnregisterAllBufs();
-  if (shm_ != nullptr) munmap(shm_, shm_size_);
+  shm_.Reset();
 }
 
 void Session::Interrupt() {
@@ -518,12 +517,11 @@ Reply Session::Hello(const protocol::HelloRequest& req, std::vector<protocol::Un
   if (fds.size() != 1) return protocol::ErrorReply<R>(Status(EPROTO, "HELLO without its memfd"));
   Status shm_ok = protocol::CheckShmRegion(fds[0].get(), req.shm_size);
   if (!shm_ok.ok()) return protocol::ErrorReply<R>(shm_ok);
-  void* addr = mmap(nullptr, req.shm_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0].get(), 0);
-  if (addr == MAP_FAILED) {
-    return protocol::ErrorReply<R>(ErrnoStatus(errno, "mapping the client's memfd"));
+  Result<protocol::ShmMapping> shm = protocol::ShmMapping::Map(fds[0].get(), req.shm_size);
+  if (!shm.ok()) {
+    return protocol::ErrorReply<R>(ErrnoStatus(shm.status().err(), "mapping the client's memfd"));
   }
-  shm_ = static_cast<uint8_t*>(addr);
-  shm_size_ = req.shm_size;
+  shm_ = std::move(shm).value();
   vol_ = vol;
 
   R reply;

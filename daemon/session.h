@@ -116,7 +116,7 @@ class Session {
   // the range against the region's or the buffer's size.
   uint8_t* Shm(uint64_t shm_offset) {
     const uint64_t id = protocol::BufIdOf(shm_offset);
-    if (id == 0) return shm_ + shm_offset;
+    if (id == 0) return shm_.data() + shm_offset;
     return bufs_[id - 1].map.data() + protocol::BufOffsetOf(shm_offset);
   }
 
@@ -131,8 +131,7 @@ class Session {
 
   ServedVolume* vol_ = nullptr;  // after HELLO
   protocol::SessionLimits limits_;
-  uint8_t* shm_ = nullptr;
-  size_t shm_size_ = 0;
+  protocol::ShmMapping shm_;      // the client's region, from HELLO
   uint32_t session_version_ = 0;  // agreed at HELLO
 
   // A registered buffer: its mapping, which memfd it is (a memfd is

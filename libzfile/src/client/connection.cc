@@ -1,7 +1,6 @@
 #include "client/connection.h"
 
 #include <pthread.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -81,9 +80,7 @@ Connection::Connection(const ClientTarget& target, proto::UniqueFd sock)
   }
 }
 
-Connection::~Connection() {
-  if (shm_ != nullptr) ::munmap(shm_, shm_size_);
-}
+Connection::~Connection() = default;
 
 Result<std::unique_ptr<Connection>> Connection::Open(const ClientTarget& target,
                                                      uint64_t shm_size) {
@@ -116,10 +113,9 @@ Result<std::unique_ptr<Connection>> Connection::Open(const ClientTarget& target,
 
 Status Connection::Hello(uint64_t shm_size) {
   ZF_ASSIGN_OR_RETURN(proto::UniqueFd region, proto::CreateShmRegion(shm_size));
-  void* mem = ::mmap(nullptr, shm_size, PROT_READ | PROT_WRITE, MAP_SHARED, region.get(), 0);
-  if (mem == MAP_FAILED) return ErrnoStatus(errno, "mapping the shared-memory region");
-  shm_ = static_cast<uint8_t*>(mem);
-  shm_size_ = shm_size;
+  Result<proto::ShmMapping> shm = proto::ShmMapping::Map(region.get(), shm_size);
+  if (!shm.ok()) return ErrnoStatus(shm.status().err(), "mapping the shared-memory region");
+  shm_ = std::move(shm).value();
 
   proto::HelloRequest hello;
   // The highest version whose additions this client will use: version 3
@@ -303,7 +299,7 @@ bool Connection::CopyReady(uint32_t seq, ReadSink& sink) {
   const uint64_t ready = std::min<uint64_t>(
       {progress & 0xffffffffu, sink.length, sink.copied + proto::kPipelinedReadPiece});
   if (ready <= sink.copied) return false;
-  std::memcpy(sink.out + sink.copied, shm_ + sink.copied, ready - sink.copied);
+  std::memcpy(sink.out + sink.copied, shm_.data() + sink.copied, ready - sink.copied);
   sink.copied = ready;
   return true;
 }

@@ -59,6 +59,7 @@
 #include "protocol/doorbell.h"
 #include "protocol/framing.h"
 #include "protocol/messages.h"
+#include "protocol/shm_region.h"
 #include "protocol/spin_policy.h"
 #include "protocol/unique_fd.h"
 
@@ -105,8 +106,8 @@ class Connection {
   }
 
   // The region, shm_size() bytes, read and written with mu() held.
-  uint8_t* shm() const { return shm_; }
-  uint64_t shm_size() const { return shm_size_; }
+  uint8_t* shm() const { return shm_.data(); }
+  uint64_t shm_size() const { return shm_.size(); }
 
   // The daemon's cache arena (-1 when it passed none: views then fail) and
   // its page size.
@@ -203,8 +204,7 @@ class Connection {
   std::atomic<int> pins_{0};
 
   // Set at HELLO, then read only.
-  uint8_t* shm_ = nullptr;
-  uint64_t shm_size_ = 0;
+  protocol::ShmMapping shm_;  // the bulk region
   protocol::UniqueFd arena_;
   protocol::VolumeInfo hello_volume_;
   protocol::DoorbellMap bell_;      // unmapped: requests go on the socket

@@ -1,7 +1,6 @@
 #include "protocol/doorbell.h"
 
 #include <linux/futex.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,24 +10,9 @@
 namespace zfile::protocol {
 
 Result<DoorbellMap> DoorbellMap::Map(int fd) {
-  void* addr = ::mmap(nullptr, kDoorbellRegionSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (addr == MAP_FAILED) return ErrnoStatus(errno, "mapping the doorbell region");
-  return DoorbellMap(static_cast<uint8_t*>(addr));
-}
-
-DoorbellMap::~DoorbellMap() {
-  if (base_ != nullptr) ::munmap(base_, kDoorbellRegionSize);
-}
-
-DoorbellMap::DoorbellMap(DoorbellMap&& other) noexcept
-    : base_(std::exchange(other.base_, nullptr)) {}
-
-DoorbellMap& DoorbellMap::operator=(DoorbellMap&& other) noexcept {
-  if (this != &other) {
-    if (base_ != nullptr) ::munmap(base_, kDoorbellRegionSize);
-    base_ = std::exchange(other.base_, nullptr);
-  }
-  return *this;
+  Result<ShmMapping> map = ShmMapping::Map(fd, kDoorbellRegionSize);
+  if (!map.ok()) return ErrnoStatus(map.status().err(), "mapping the doorbell region");
+  return DoorbellMap(std::move(map).value());
 }
 
 bool FutexWait(uint32_t* word, uint32_t expected, uint32_t timeout_us) {

@@ -73,10 +73,12 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "base/status.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "protocol/shm_region.h"
 #include "protocol/spin_policy.h"
 #include "protocol/unique_fd.h"
 
@@ -121,28 +123,27 @@ class DoorbellMap {
   static Result<DoorbellMap> Map(int fd);
 
   DoorbellMap() = default;
-  ~DoorbellMap();
-  DoorbellMap(DoorbellMap&& other) noexcept;
-  DoorbellMap& operator=(DoorbellMap&& other) noexcept;
 
-  bool mapped() const { return base_ != nullptr; }
-  uint8_t* base() const { return base_; }
+  bool mapped() const { return map_.mapped(); }
+  uint8_t* base() const { return map_.data(); }
 
   // The 32-bit word at `offset` (one of the offsets above).
   std::atomic_ref<uint32_t> Word(size_t offset) const {
-    return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base_ + offset));
+    return std::atomic_ref<uint32_t>(*WordAddress(offset));
   }
   // The 64-bit word at `offset` (a timestamp).
   std::atomic_ref<uint64_t> Word64(size_t offset) const {
-    return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(base_ + offset));
+    return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(base() + offset));
   }
-  uint32_t* WordAddress(size_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
-  uint8_t* RequestSlot() const { return base_ + kDoorbellRequestSlotOffset; }
-  uint8_t* ReplySlot() const { return base_ + kDoorbellReplySlotOffset; }
+  uint32_t* WordAddress(size_t offset) const {
+    return reinterpret_cast<uint32_t*>(base() + offset);
+  }
+  uint8_t* RequestSlot() const { return base() + kDoorbellRequestSlotOffset; }
+  uint8_t* ReplySlot() const { return base() + kDoorbellReplySlotOffset; }
 
  private:
-  explicit DoorbellMap(uint8_t* base) : base_(base) {}
-  uint8_t* base_ = nullptr;
+  explicit DoorbellMap(ShmMapping map) : map_(std::move(map)) {}
+  ShmMapping map_;
 };
 
 // Sleeps while *word == expected, at most `timeout_us` microseconds (a
