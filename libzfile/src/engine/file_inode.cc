@@ -175,9 +175,7 @@ Result<size_t> FileInode::Read(void* buf, size_t len, uint64_t offset, IoFlags f
   }
   // Direct reads see dirty cached data: write it back first.
   if (!sequential()) ZF_RETURN_IF_ERROR(cache_->WriteBack(offset, len));
-  auto r = progress != nullptr && Aligned(buf) && len > kToldReadPiece
-               ? DeviceReadTold(offset, buf, len, *progress)
-               : DeviceRead(offset, buf, len);
+  auto r = DeviceRead(offset, buf, len, progress);
   if (!r.ok()) {
     std::unique_lock<std::mutex> lock(write_mu_);
     return HandleIoErrorLocked(lock, r.status(), "direct read", offset, len);
@@ -510,9 +508,13 @@ void FileInode::CloseForWrite() {
   vol_->resources().CloseForWrite(&slot_, size == 0, size == capacity_);
 }
 
-Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len) {
+Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len,
+                                     const ReadProgress* progress) {
   ZonedDevice* dev = vol_->device();
   vol_->stats().device_read_bytes += len;
+  if (progress != nullptr && Aligned(buf) && len > kToldReadPiece) {
+    return dev->ReadInPieces(dev_start_ + offset, buf, len, kToldReadPiece, *progress);
+  }
   if (Aligned(buf)) {
     auto r = dev->Read(dev_start_ + offset, buf, len);
     if (!r.ok()) return r.status();
@@ -523,12 +525,6 @@ Result<size_t> FileInode::DeviceRead(uint64_t offset, void* buf, size_t len) {
   if (!r.ok()) return r.status();
   std::memcpy(buf, bounce.get(), len);
   return len;
-}
-
-Result<size_t> FileInode::DeviceReadTold(uint64_t offset, void* buf, size_t len,
-                                         const ReadProgress& progress) {
-  vol_->stats().device_read_bytes += len;
-  return vol_->device()->ReadInPieces(dev_start_ + offset, buf, len, kToldReadPiece, progress);
 }
 
 Status FileInode::DeviceWrite(uint64_t offset, const void* buf, size_t len) {

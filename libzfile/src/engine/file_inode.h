@@ -125,8 +125,8 @@ class FileInode final : public CacheBacking {
 
   // `progress`, if set, is told as the bytes arrive: page by page for a
   // buffered read, piece by piece for a direct read into aligned memory
-  // of more than one piece (DeviceReadTold), and not at all for other
-  // direct reads.
+  // of more than one piece (DeviceRead), and not at all for other direct
+  // reads.
   Result<size_t> Read(void* buf, size_t len, uint64_t offset, IoFlags flags,
                       const ReadProgress* progress = nullptr);
   // `offset` is ignored for appends; `*landed` (if set) receives where the
@@ -170,11 +170,11 @@ class FileInode final : public CacheBacking {
   Result<size_t> WriteSequential(const void* buf, size_t len, uint64_t offset, IoFlags flags,
                                  uint64_t* landed);
   // Device I/O at a file offset, through an aligned bounce buffer when the
-  // caller's memory is not aligned for O_DIRECT.
-  Result<size_t> DeviceRead(uint64_t offset, void* buf, size_t len);
-  // DeviceRead into aligned memory, told to `progress` piece by piece.
-  Result<size_t> DeviceReadTold(uint64_t offset, void* buf, size_t len,
-                                const ReadProgress& progress);
+  // caller's memory is not aligned for O_DIRECT. A read into aligned
+  // memory of more than kToldReadPiece bytes is told to `progress` (if
+  // set) piece by piece.
+  Result<size_t> DeviceRead(uint64_t offset, void* buf, size_t len,
+                            const ReadProgress* progress = nullptr);
   Status DeviceWrite(uint64_t offset, const void* buf, size_t len);
   // After an I/O error: waits for writes in flight, re-reports the zone,
   // resynchronises size and zone accounting, applies the errors= policy.
