@@ -211,6 +211,9 @@ TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
   zfile_file* b = Open(SeqFile(base + 1).c_str(), O_RDWR | O_DIRECT);
   ASSERT_EQ(WritePattern(a, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
   ASSERT_EQ(WritePattern(b, 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
+  // Embedded only: zfiled's volume is in another process.
+  std::optional<ChangeRecorder> changes;
+  if (!daemon()) changes.emplace(InternalVolume(vol_));
   SetZoneCondition(kFirstSeqZone + base, ZoneCondition::kReadOnly);
   SetZoneCondition(kFirstSeqZone + base + 1, ZoneCondition::kOffline);
   // The zone's own condition decides, whatever the errors= policy, as in
@@ -233,6 +236,11 @@ TEST_P(ErrorPolicy, ZonesGoingReadOnlyOrOfflineWhileMounted) {
   EXPECT_EQ(info.read_only, 0);
   EXPECT_EQ(WritePattern(Open(SeqFile(base + 2).c_str(), O_WRONLY | O_DIRECT), 0, kBlock, 8),
             ssize_t(kBlock));
+  // The offline file lost its data; the read-only one kept it.
+  if (changes) {
+    EXPECT_EQ(changes->Calls(), (std::vector<std::string>{SeqFile(base + 1) + " whole file",
+                                                          SeqFile(base + 2) + " 4096 bytes at 0"}));
+  }
 }
 
 struct PolicyCase {
@@ -344,6 +352,35 @@ TEST_P(ErrorPolicy, WritePointerMovedBehindOurBackIsResynchronised) {
   EXPECT_EQ(changes.Calls(), (std::vector<std::string>{"seq/21 whole file"}));
   EXPECT_EQ(WritePattern(f, kBlock, kBlock, 7), ssize_t(kBlock));  // repair: still writable
   EXPECT_EQ(ExpectPattern(Open("seq/21", O_RDONLY), 0, 2 * kBlock, 7), ssize_t(2 * kBlock));
+}
+
+// A direct write that fails without the media having seen it (EAGAIN,
+// ENOMEM from the I/O path) applies no errors= policy and leaves the file
+// writable at its write pointer: before the fix, the next write was
+// refused as "not at the write pointer" for good.
+TEST_P(ErrorPolicy, DirectWriteFailingBeforeTheMediaLeavesTheFileWritable) {
+  if (GetParam().kind == "zbd" || daemon()) {
+    GTEST_SKIP() << "needs the emulated device's in-process FaultInjector (errno faults)";
+  }
+  ChangeRecorder changes(InternalVolume(vol_));
+  zfile_file* f = Open("seq/22", O_WRONLY | O_DIRECT);
+  ASSERT_EQ(WritePattern(f, 0, kBlock, 8), ssize_t(kBlock));
+  for (int err : {EAGAIN, ENOMEM}) {
+    SCOPED_TRACE(err);
+    InternalVolume(vol_)->device()->faults()->FailNextIoWith(IoOp::kWrite,
+                                                             SeqZoneStart(22) + kBlock, err);
+    EXPECT_EQ(WritePattern(f, kBlock, kBlock, 8), -err);
+    EXPECT_EQ(StatOf(vol_, "seq/22").size, kBlock);
+  }
+  EXPECT_EQ(WritePattern(f, kBlock, kBlock, 8), ssize_t(kBlock)) << zfile_last_error();
+  EXPECT_EQ(StatOf(vol_, "seq/22").size, 2 * kBlock);
+  struct zfile_vol_info info {};
+  ASSERT_EQ(zfile_vol_info(vol_, &info), 0);
+  EXPECT_EQ(info.read_only, 0) << "a policy was applied";
+  EXPECT_EQ(ExpectPattern(Open("seq/22", O_RDONLY), 0, 2 * kBlock, 8), ssize_t(2 * kBlock));
+  // Nothing readers see changed but the one write that landed.
+  EXPECT_EQ(changes.Calls(),
+            (std::vector<std::string>{"seq/22 4096 bytes at 0", "seq/22 4096 bytes at 4096"}));
 }
 
 // Several writers, power cut after a random number of device writes,

@@ -124,7 +124,7 @@ void EmulatedDevice::Execute(IoRequest* req) {
 
 int64_t EmulatedDevice::ExecuteRead(uint64_t offset, void* buf, size_t len) {
   auto* out = static_cast<uint8_t*>(buf);
-  if (ConsumeInjectedFailure(IoOp::kRead, offset, len)) return -EIO;
+  if (const int err = ConsumeInjectedFailure(IoOp::kRead, offset, len); err != 0) return -err;
   size_t done = 0;
   while (done < len) {
     const uint64_t off = offset + done;
@@ -154,7 +154,7 @@ int64_t EmulatedDevice::ExecuteRead(uint64_t offset, void* buf, size_t len) {
 
 int64_t EmulatedDevice::ExecuteWrite(uint64_t offset, const void* buf, size_t len) {
   auto* in = static_cast<const uint8_t*>(buf);
-  if (ConsumeInjectedFailure(IoOp::kWrite, offset, len)) return -EIO;
+  if (const int err = ConsumeInjectedFailure(IoOp::kWrite, offset, len); err != 0) return -err;
   size_t done = 0;
   while (done < len) {
     const uint64_t off = offset + done;
@@ -179,7 +179,7 @@ int64_t EmulatedDevice::ExecuteAppend(uint64_t offset, const void* buf, size_t l
     if (!zones_[z].sequential()) return -EIO;  // the block layer refuses appends there
     wp = zones_[z].wp;
   }
-  if (ConsumeInjectedFailure(IoOp::kWrite, wp, len)) return -EIO;
+  if (const int err = ConsumeInjectedFailure(IoOp::kWrite, wp, len); err != 0) return -err;
   // Holding the zone lock, nobody else can move the write pointer: the
   // write below lands exactly at `wp`.
   int64_t r = WriteInZone(z, wp, buf, len);
@@ -473,25 +473,27 @@ Status EmulatedDevice::MoveWritePointer(uint32_t zone, uint64_t wp) {
   return Status();
 }
 
-void EmulatedDevice::FailNextIo(IoOp op, uint64_t offset) {
+void EmulatedDevice::FailNextIoWith(IoOp op, uint64_t offset, int err) {
   std::lock_guard<std::mutex> lock(meta_mu_);
-  failures_.push_back({op == IoOp::kAppend ? IoOp::kWrite : op, offset / info_.block_size});
+  failures_.push_back(
+      {op == IoOp::kAppend ? IoOp::kWrite : op, offset / info_.block_size, err > 0 ? err : EIO});
   has_failures_ = true;
 }
 
-bool EmulatedDevice::ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len) {
-  if (!has_failures_) return false;
+int EmulatedDevice::ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len) {
+  if (!has_failures_) return 0;
   std::lock_guard<std::mutex> lock(meta_mu_);
   const uint64_t first = offset / info_.block_size;
   const uint64_t last = (offset + len - 1) / info_.block_size;
   for (auto it = failures_.begin(); it != failures_.end(); ++it) {
     if (it->op == op && it->block >= first && it->block <= last) {
+      const int err = it->err;
       failures_.erase(it);
       has_failures_ = !failures_.empty();
-      return true;
+      return err;
     }
   }
-  return false;
+  return 0;
 }
 
 void EmulatedDevice::PowerCutAfter(uint64_t writes) {

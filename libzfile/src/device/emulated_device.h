@@ -59,7 +59,7 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   // FaultInjector
   Status SetZoneCondition(uint32_t zone, ZoneCondition cond) override;
   Status MoveWritePointer(uint32_t zone, uint64_t wp) override;
-  void FailNextIo(IoOp op, uint64_t offset) override;
+  void FailNextIoWith(IoOp op, uint64_t offset, int err) override;
   void PowerCutAfter(uint64_t writes) override;
   bool powered_off() const override { return powered_off_.load(); }
   Status PowerOn() override;
@@ -86,7 +86,8 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   int CheckOpenLocked(uint32_t for_zone);  // 0 or -errno; may close an implicit-open zone
   int CheckResourcesLocked(ZoneInfo& zone);
   int ZoneOpLocked(ZoneOp op, ZoneInfo& zone);
-  bool ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len);
+  // The errno of an armed failure of this I/O (taken: it fires once), or 0.
+  int ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len);
   // Records read-only/offline zones, and open zones when `with_open_zones`.
   Status SaveConditionsLocked(bool with_open_zones);
 
@@ -104,6 +105,7 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   struct InjectedFailure {
     IoOp op;
     uint64_t block;
+    int err;
   };
   std::vector<InjectedFailure> failures_;
   std::atomic<bool> has_failures_{false};

@@ -23,6 +23,7 @@
 #ifndef ZFILE_DEVICE_ZONED_DEVICE_H_
 #define ZFILE_DEVICE_ZONED_DEVICE_H_
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -134,7 +135,10 @@ class FaultInjector {
   // The next read or write (per `op`; kAppend counts as a write) that
   // touches the logical block containing `offset` fails with EIO without
   // transferring anything.
-  virtual void FailNextIo(IoOp op, uint64_t offset) = 0;
+  void FailNextIo(IoOp op, uint64_t offset) { FailNextIoWith(op, offset, EIO); }
+  // The same with the errno `err` (> 0): an error that did not come from
+  // the media, such as EAGAIN or ENOMEM from the I/O path.
+  virtual void FailNextIoWith(IoOp op, uint64_t offset, int err) = 0;
 
   // Power cut after `writes` more write commands have completed: from then
   // on every queued or new request fails with EIO and nothing more reaches

@@ -548,8 +548,9 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
                                       const char* what, uint64_t offset, size_t len) {
   // Errors that the device never saw (bad arguments, memory) apply no
   // policy. But a write-through that ran out of memory part way may have
-  // put its first pieces on the device: a sequential file takes its size
-  // from the write pointer again.
+  // put its first pieces on the device, and a failed direct write left the
+  // next write's place (reserved_) past its end: a sequential file takes
+  // both from the write pointer again.
   if (error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN) {
     if (sequential()) {
       WaitNoWritesLocked(lock);
@@ -559,12 +560,13 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
         const uint64_t wp = zone->cond == ZoneCondition::kFull
                                 ? capacity_
                                 : std::min(zone->wp - zone->start, capacity_);
-        if (wp != size_.load()) {
+        const bool size_changed = wp != size_.load();
+        if (size_changed || wp != reserved_) {
           size_ = wp;
           reserved_ = wp;
           vol_->resources().Resync(&slot_, zone->cond);
-          vol_->NotifyChanged(this, 0, 0);
         }
+        if (size_changed) vol_->NotifyChanged(this, 0, 0);
       }
     }
     return error;

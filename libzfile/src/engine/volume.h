@@ -44,10 +44,13 @@ class FileHandle;
 
 // Told of every change to a file's data: a write (range written), a zone
 // reset/finish, or an I/O error's resync that took the file offline or
-// moved its size to the write pointer (`len` 0: the whole file). Called after the change is made,
-// on the thread that made it, whatever path it came through (embedded API,
-// zfiled sessions, FUSE). It must be quick and must not do I/O on the
-// volume. zfiled's FUSE front end uses it to drop what the kernel caches.
+// moved its size to the write pointer (`len` 0: the whole file). Called
+// after the change is made, on the thread that made it, whatever path it
+// came through (embedded API, zfiled sessions, FUSE), at times with the
+// file's write_mu_ held (the resync): it must be quick, must not do I/O on
+// the volume or call into the file, and may take only locks under which
+// nothing calls the engine. zfiled's FUSE front end uses it to drop what
+// the kernel caches.
 class FileChangeObserver {
  public:
   virtual ~FileChangeObserver() = default;
@@ -89,9 +92,9 @@ class Volume {
   // errors=remount-ro: refuse writes from now on.
   void SetReadOnly(const std::string& reason);
 
-  // At most one observer. Contract: set it before anything writes, and
-  // clear it (nullptr) only once nothing writes any more: clearing does not
-  // wait for calls in flight.
+  // At most one observer. Contract: set it before any I/O, and clear it
+  // (nullptr) only once no I/O runs any more (an I/O error's resync tells
+  // it too, reads included): clearing does not wait for calls in flight.
   void SetChangeObserver(FileChangeObserver* observer) { observer_.store(observer); }
   void NotifyChanged(FileInode* inode, uint64_t offset, uint64_t len) {
     if (FileChangeObserver* o = observer_.load(std::memory_order_acquire)) {

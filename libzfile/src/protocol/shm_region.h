@@ -42,11 +42,13 @@ struct ShmIdentity {
 Status CheckShmRegion(int fd, uint64_t size, ShmIdentity* identity = nullptr);
 
 // A shared read-write mapping of a memfd's first `size` bytes, unmapped
-// when destroyed (registered buffers, on both sides).
+// when destroyed: a session's bulk region, its doorbell and registered
+// buffers, on both sides.
 class ShmMapping {
  public:
   ShmMapping() = default;
-  // Maps `size` bytes of `fd` (the caller checked it: CheckShmRegion).
+  // Maps `size` bytes of `fd`, which the caller made (CreateShmRegion) or
+  // checked (CheckShmRegion): a shorter memfd would fault past its end.
   static Result<ShmMapping> Map(int fd, size_t size);
   ~ShmMapping() { Reset(); }
   ShmMapping(ShmMapping&& other) noexcept
