@@ -52,6 +52,9 @@ constexpr unsigned long kNameMax = 16;
 // pointer, which any path may move.
 constexpr double kEntryTimeout = 3600.0;
 constexpr double kAttrTimeout = 0.0;
+// The least time Stop gives the workers to end, whatever is left of the
+// stop timeout.
+constexpr std::chrono::milliseconds kStopGrace{100};
 // Requests served at once; reads of one file and, where the kernel allows
 // it, direct writes reach the engine in parallel.
 constexpr int kWorkers = 8;
@@ -215,10 +218,10 @@ class FuseMount::Impl : public FileChangeObserver {
         vol_(vol),
         mount_point_(std::move(mount_point)),
         stop_timeout_(stop_timeout) {}
-  ~Impl() override { (void)Stop(); }
+  ~Impl() override { (void)Stop(std::chrono::steady_clock::now()); }
 
   Status Start();
-  Status Stop();
+  Status Stop(std::chrono::steady_clock::time_point began);
   const std::string& mount_point() const { return mount_point_; }
 
   // FileChangeObserver: queued for the notifier thread, never told to the
@@ -969,14 +972,17 @@ Status FuseMount::Impl::Start() {
   return Status();
 }
 
-Status FuseMount::Impl::Stop() {
+Status FuseMount::Impl::Stop(std::chrono::steady_clock::time_point began) {
   if (stopped_) return stop_status_;
   stopped_ = true;
   if (se_ == nullptr) return Status();
   vol_->SetChangeObserver(nullptr);
   // One bound for the whole: the notifier may itself wait for the workers
-  // (the kernel writes a dirty page back before dropping it).
-  const auto deadline = std::chrono::steady_clock::now() + stop_timeout_;
+  // (the kernel writes a dirty page back before dropping it). It is the
+  // daemon's, counted from `began`; but idle workers still get a moment to
+  // see the wake-up, should the steps before have used all of it.
+  const auto grace = std::min<std::chrono::steady_clock::duration>(stop_timeout_, kStopGrace);
+  const auto deadline = std::max(began + stop_timeout_, std::chrono::steady_clock::now() + grace);
   auto wait_until_done = [deadline](auto done) {
     while (!done()) {
       if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -1056,7 +1062,8 @@ FuseMount::~FuseMount() {
   // Abandoned workers still use it.
   if (!Stop().ok()) (void)impl_.release();
 }
-Status FuseMount::Stop() { return impl_->Stop(); }
+Status FuseMount::Stop() { return impl_->Stop(std::chrono::steady_clock::now()); }
+Status FuseMount::Stop(std::chrono::steady_clock::time_point began) { return impl_->Stop(began); }
 const std::string& FuseMount::mount_point() const { return impl_->mount_point(); }
 
 }  // namespace zfile::daemon

@@ -546,7 +546,8 @@ Status Server::Stop() {
   bool fuse_abandoned = false;
   for (auto& v : volumes_) {
     if (!v->fuse) continue;
-    Status s = v->fuse->Stop();
+    // The sessions' time counts: the stop timeout bounds the whole.
+    Status s = v->fuse->Stop(start);
     if (s.ok()) {
       v->fuse.reset();
     } else {

@@ -225,7 +225,9 @@ class Server {
   //     bounds.stop_timeout_ms;
   //  4. unmounts the FUSE mounts (lazily: the names go at once, programs
   //     with files open get ENOTCONN) and closes the files they had open,
-  //     waiting up to bounds.stop_timeout_ms for the requests they serve;
+  //     waiting for the requests they serve until bounds.stop_timeout_ms
+  //     has passed since step 3 began (one timeout for the sessions and
+  //     every mount, so SIGTERM takes at most about that long);
   //  5. unmounts the volumes (writing back what was dirtied since 2, and
   //     closing zones).
   // The first error is returned; the others are logged. If sessions (or
