@@ -52,9 +52,11 @@ constexpr unsigned long kNameMax = 16;
 // pointer, which any path may move.
 constexpr double kEntryTimeout = 3600.0;
 constexpr double kAttrTimeout = 0.0;
-// The least time Stop gives the workers to end, whatever is left of the
-// stop timeout.
-constexpr std::chrono::milliseconds kStopGrace{100};
+// The most time Stop gives the workers past the shared stop deadline (a
+// quarter of the stop timeout, up to this): what the steps before left may
+// be nothing, and an idle mount, or one whose notifier waits for the
+// kernel to write mapped pages back, still needs a moment.
+constexpr std::chrono::milliseconds kMaxStopGrace{1000};
 // Requests served at once; reads of one file and, where the kernel allows
 // it, direct writes reach the engine in parallel.
 constexpr int kWorkers = 8;
@@ -979,9 +981,10 @@ Status FuseMount::Impl::Stop(std::chrono::steady_clock::time_point began) {
   vol_->SetChangeObserver(nullptr);
   // One bound for the whole: the notifier may itself wait for the workers
   // (the kernel writes a dirty page back before dropping it). It is the
-  // daemon's, counted from `began`; but idle workers still get a moment to
-  // see the wake-up, should the steps before have used all of it.
-  const auto grace = std::min<std::chrono::steady_clock::duration>(stop_timeout_, kStopGrace);
+  // daemon's, counted from `began`, but this mount gets a grace past it
+  // should the steps before have used it up.
+  const auto grace =
+      std::min<std::chrono::steady_clock::duration>(stop_timeout_ / 4, kMaxStopGrace);
   const auto deadline = std::max(began + stop_timeout_, std::chrono::steady_clock::now() + grace);
   auto wait_until_done = [deadline](auto done) {
     while (!done()) {
@@ -1013,10 +1016,12 @@ Status FuseMount::Impl::Stop(std::chrono::steady_clock::time_point began) {
   if (!done) {
     const auto busy = std::count_if(workers_.begin(), workers_.end(),
                                     [](const auto& w) { return !w->done.load(); });
+    const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - began);
     Log().error(
-        "volume '{}': {} FUSE request(s) still being served {} ms after stopping began; "
-        "abandoning them (the mount point is detached)",
-        name_, busy + (notifier_done_.load() || !notifier_.joinable() ? 0 : 1),
+        "volume '{}': {} FUSE request(s) still being served {} ms after stopping began (stop "
+        "timeout {} ms); abandoning them (the mount point is detached)",
+        name_, busy + (notifier_done_.load() || !notifier_.joinable() ? 0 : 1), waited.count(),
         stop_timeout_.count());
     // They may be inside the engine: nothing they use may go, neither the
     // session and its descriptor (the reply would go to whatever reuses

@@ -1269,7 +1269,7 @@ class FuseZoneErrorTest : public FuseFsxTest {
 TEST_F(FuseZoneErrorTest, MappingOfAFileWhoseZoneWentOfflineDropsItsPages) {
   ScopedSigbusHandler sigbus;
   // In files_, so that TearDown closes and unmaps whatever a failed
-  // assertion leaves.
+  // assertion leaves (f.buf holds the writer, O_WRONLY here).
   files_.resize(1);
   File& f = files_[0];
   const std::string path = mnt_ + "/seq/0";
