@@ -537,6 +537,30 @@ wait "$DAEMON_PID" || true  # the I/O error may make the exit status 1
 DAEMON_PID=
 eq "unmounted after the error" "$(mounted && echo mounted || echo gone)" "gone"
 
+# stall_reads: strace holds every pread64 of zfiled ($DAEMON_PID) for 60 s
+# from now on, as a hung device would (STRACE_PID).
+stall_reads() {
+  strace -qq -o /dev/null -e trace=pread64 -e inject=pread64:delay_enter=60000000 \
+    -p "$(ls /proc/"$DAEMON_PID"/task | tr '\n' ' ')" 2>/dev/null &
+  STRACE_PID=$!
+  sleep 1  # attached
+}
+
+# release_reads_and_reap: ends strace (which does not end on SIGTERM while
+# it holds a thread back), then waits for the SIGTERM'd zfiled, which must
+# exit 1: it abandoned a request.
+release_reads_and_reap() {
+  kill -KILL "$STRACE_PID" 2>/dev/null || true
+  wait "$STRACE_PID" 2>/dev/null || true
+  STRACE_PID=
+  set +e
+  wait "$DAEMON_PID"
+  local status=$?
+  set -e
+  DAEMON_PID=
+  eq "and exits 1" "$status" "1"
+}
+
 # --- a request stuck in the engine does not hang SIGTERM --------------------------------
 # strace delays the device's reads by 60 s (as a hung device would), once
 # the daemon is up: a direct read through the mount is then stuck inside the
@@ -546,10 +570,7 @@ eq "unmounted after the error" "$(mounted && echo mounted || echo gone)" "gone"
 # until strace lets go of it: that part is strace's doing.)
 if command -v strace >/dev/null; then
   start_daemon "$U" --stop-timeout-ms 1000
-  strace -qq -o /dev/null -e trace=pread64 -e inject=pread64:delay_enter=60000000 \
-    -p "$(ls /proc/"$DAEMON_PID"/task | tr '\n' ' ')" 2>/dev/null &
-  STRACE_PID=$!
-  sleep 1  # attached
+  stall_reads
   dd if="$M/cnv/0" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null &
   reader=$!
   sleep 1  # the read is in the engine
@@ -562,16 +583,7 @@ if command -v strace >/dev/null; then
     "1 FUSE request(s) still being served"
   has "... at the stop timeout" "$(cat "$LOG")" "(stop timeout 1000 ms); abandoning them"
   eq "the mount point is detached" "$(mounted && echo mounted || echo gone)" "gone"
-  # strace does not end on SIGTERM while it holds a thread back.
-  kill -KILL "$STRACE_PID" 2>/dev/null || true
-  wait "$STRACE_PID" 2>/dev/null || true
-  STRACE_PID=
-  set +e
-  wait "$DAEMON_PID"
-  status=$?
-  set -e
-  DAEMON_PID=
-  eq "and exits 1" "$status" "1"
+  release_reads_and_reap
   wait "$reader" 2>/dev/null || true
 else
   echo "$NAME: SKIP the stop timeout with a stuck request: no strace"
@@ -603,10 +615,7 @@ YAML
   "$ZFILED" --config "$TMP/two.yaml" --foreground --stop-timeout-ms 3000 2>"$LOG" &
   DAEMON_PID=$!
   wait_ready
-  strace -qq -o /dev/null -e trace=pread64 -e inject=pread64:delay_enter=60000000 \
-    -p "$(ls /proc/"$DAEMON_PID"/task | tr '\n' ' ')" 2>/dev/null &
-  STRACE_PID=$!
-  sleep 1  # attached
+  stall_reads
   dd if="$M/cnv/0" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null &
   reader1=$!
   dd if="$M2/cnv/0" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null &
@@ -635,15 +644,7 @@ YAML
   # 3000 ms for the first and 750 for the second; 6000 before the fix.
   eq "within the stop timeout and a grace (took $took_ms ms)" "$((took_ms < 5000))" 1
   eq "the first mount point is detached" "$(mounted && echo mounted || echo gone)" "gone"
-  kill -KILL "$STRACE_PID" 2>/dev/null || true
-  wait "$STRACE_PID" 2>/dev/null || true
-  STRACE_PID=
-  set +e
-  wait "$DAEMON_PID"
-  status=$?
-  set -e
-  DAEMON_PID=
-  eq "and exits 1" "$status" "1"
+  release_reads_and_reap
   wait "$reader1" 2>/dev/null || true
   wait "$reader2" 2>/dev/null || true
   if grep -qF " $M2 " /proc/self/mounts; then
