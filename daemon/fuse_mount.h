@@ -54,11 +54,13 @@ class FuseMount {
 
   // Unmounts and stops serving; idempotent. Requests being served are
   // waited for until the stop timeout has passed since `began` (the
-  // daemon's shutdown, which other steps share the timeout with; now by
-  // default), and at least a quarter of the timeout (at most 1 s); if one is still inside the engine then
-  // (a hung device), the mount point is detached, the serving threads and everything they use are
-  // left as they are (leaked: the Volume must then never be destroyed), and EBUSY is returned: the
-  // process must end without running destructors (_exit).
+  // daemon's shutdown, whose other steps share the timeout; now by
+  // default), and for at least a quarter of the timeout (at most 1 s)
+  // from the call. If one is still inside the engine then (a hung device),
+  // the mount point is detached, the serving threads and everything they
+  // use are left as they are (leaked: the Volume must then never be
+  // destroyed), and EBUSY is returned: the process must end without
+  // running destructors (_exit).
   Status Stop();
   Status Stop(std::chrono::steady_clock::time_point began);
 

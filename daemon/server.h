@@ -227,7 +227,8 @@ class Server {
   //     with files open get ENOTCONN) and closes the files they had open,
   //     waiting for the requests they serve until bounds.stop_timeout_ms
   //     has passed since step 3 began (one timeout for the sessions and
-  //     every mount, so SIGTERM takes at most about that long);
+  //     every mount; a mount reached after it still gets a quarter of it,
+  //     at most 1 s: FuseMount::Stop);
   //  5. unmounts the volumes (writing back what was dirtied since 2, and
   //     closing zones).
   // The first error is returned; the others are logged. If sessions (or
