@@ -39,14 +39,30 @@ report_failed_tests() {
 
 run_preset default
 
+# A VM tier's output is also kept in build/vm-NAME.log, so that a failure can
+# be shown again at the end of the log, where CI can see it.
+run_vm_tier() {
+  local name=$1
+  shift
+  if ! "$@" 2>&1 | tee "build/vm-$name.log"; then failed+=("vm:$name"); fi
+}
+
+report_failed_vm_tier() {
+  local log="build/vm-$1.log"
+  [ -f "$log" ] || return 0
+  echo "=== failed in vm:$1: the failures, then the end of its output ($log):"
+  grep -n -E -A 3 '^\[  FAILED  \]|Failure$|^FAIL:|ERROR' "$log" | head -n 40 || true
+  echo "--- last 20 lines:"
+  tail -n 20 "$log"
+}
+
 if [ "${ZFILE_TEST_SKIP_VM:-0}" != 1 ]; then
+  mkdir -p build
   echo "=== VM tier: device contract on null_blk and scsi_debug (SMR), file rules on null_blk"
-  if ! tests/vm/contract.sh build/default; then failed+=("vm:contract"); fi
+  run_vm_tier contract tests/vm/contract.sh build/default
   echo "=== VM tier: kernel zonefs and zfile read each other's volumes"
-  if ! tests/vm/run-in-vm.sh --no-scsi-debug --modprobe zonefs -- \
-      tests/vm/zonefs_interop.sh build/default/tools/zfile; then
-    failed+=("vm:zonefs-interop")
-  fi
+  run_vm_tier zonefs-interop tests/vm/run-in-vm.sh --no-scsi-debug --modprobe zonefs -- \
+    tests/vm/zonefs_interop.sh build/default/tools/zfile
 fi
 
 if [ "${ZFILE_TEST_SKIP_SANITIZERS:-0}" != 1 ]; then
@@ -56,7 +72,10 @@ fi
 
 if [ ${#failed[@]} -ne 0 ]; then
   for tier in "${failed[@]}"; do
-    case $tier in ctest:*) report_failed_tests "${tier#ctest:}" ;; esac
+    case $tier in
+      ctest:*) report_failed_tests "${tier#ctest:}" ;;
+      vm:*) report_failed_vm_tier "${tier#vm:}" ;;
+    esac
   done
   echo "=== FAILED tiers: ${failed[*]}"
   exit 1
