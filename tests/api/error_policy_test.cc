@@ -2,10 +2,12 @@
 // an I/O error (zonefs documentation's table), a write pointer moved behind
 // the file system's back, and crashes (power cut at random points).
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -355,7 +358,8 @@ TEST_P(ErrorPolicy, WritePointerMovedBehindOurBackIsResynchronised) {
 }
 
 // A direct write that fails without the media having seen it (EAGAIN,
-// ENOMEM from the I/O path) applies no errors= policy and leaves the file
+// ENOMEM from the I/O path; ETOOMANYREFS, zone resources the device
+// refused, told as EBUSY) applies no errors= policy and leaves the file
 // writable at its write pointer: before the fix, the next write was
 // refused as "not at the write pointer" for good.
 TEST_P(ErrorPolicy, DirectWriteFailingBeforeTheMediaLeavesTheFileWritable) {
@@ -365,11 +369,11 @@ TEST_P(ErrorPolicy, DirectWriteFailingBeforeTheMediaLeavesTheFileWritable) {
   ChangeRecorder changes(InternalVolume(vol_));
   zfile_file* f = Open("seq/22", O_WRONLY | O_DIRECT);
   ASSERT_EQ(WritePattern(f, 0, kBlock, 8), ssize_t(kBlock));
-  for (int err : {EAGAIN, ENOMEM}) {
+  for (int err : {EAGAIN, ENOMEM, ETOOMANYREFS}) {
     SCOPED_TRACE(err);
     InternalVolume(vol_)->device()->faults()->FailNextIoWith(IoOp::kWrite,
                                                              SeqZoneStart(22) + kBlock, err);
-    EXPECT_EQ(WritePattern(f, kBlock, kBlock, 8), -err);
+    EXPECT_EQ(WritePattern(f, kBlock, kBlock, 8), err == ETOOMANYREFS ? -EBUSY : -err);
     EXPECT_EQ(StatOf(vol_, "seq/22").size, kBlock);
   }
   EXPECT_EQ(WritePattern(f, kBlock, kBlock, 8), ssize_t(kBlock)) << zfile_last_error();
@@ -381,6 +385,72 @@ TEST_P(ErrorPolicy, DirectWriteFailingBeforeTheMediaLeavesTheFileWritable) {
   // Nothing readers see changed but the one write that landed.
   EXPECT_EQ(changes.Calls(),
             (std::vector<std::string>{"seq/22 4096 bytes at 0", "seq/22 4096 bytes at 4096"}));
+}
+
+// Direct writes in flight behind one that fails before the media (EAGAIN
+// from the I/O path) were aimed past the write pointer that the device
+// kept, and the device refuses them: that is the first failure's
+// consequence, not a media error. No errors= policy applies (the default,
+// remount-ro, would take the volume down), and until the write pointer is
+// resynchronised new writes wait (one that may not wait is refused).
+TEST_P(ErrorPolicy, WritesInFlightBehindAFailureBeforeTheMediaApplyNoPolicy) {
+  if (GetParam().kind == "zbd" || daemon()) {
+    GTEST_SKIP() << "needs the emulated device's in-process FaultInjector (errno faults, "
+                    "held requests)";
+  }
+  FaultInjector* faults = InternalVolume(vol_)->device()->faults();
+  const auto held = [&](size_t n) {
+    for (int i = 0; i < 10000 && faults->HeldIoCount() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return faults->HeldIoCount() == n;
+  };
+  zfile_file* f = Open("seq/23", O_WRONLY | O_DIRECT);
+  faults->FailNextIoWith(IoOp::kWrite, SeqZoneStart(23), EAGAIN);
+  faults->HoldNextIo(IoOp::kWrite, SeqZoneStart(23));
+  ssize_t first = 0, second = 0;
+  std::string second_error;
+  std::thread a, b;
+  // Whatever fails below, nothing stays held and no thread is left behind.
+  struct Cleanup {
+    FaultInjector* faults;
+    std::thread *a, *b;
+    ~Cleanup() {
+      faults->ReleaseHeldIo(0);
+      if (a->joinable()) a->join();
+      if (b->joinable()) b->join();
+    }
+  } cleanup{faults, &a, &b};
+  a = std::thread([&] { first = WritePattern(f, 0, 4 * kBlock, 9); });
+  ASSERT_TRUE(held(1)) << "the first write never reached the device";
+  b = std::thread([&] {
+    second = WritePattern(f, 4 * kBlock, 4 * kBlock, 9);
+    second_error = zfile_last_error();
+  });
+  ASSERT_TRUE(held(2)) << "the second write was not submitted behind the first";
+  faults->ReleaseHeldIo(1);  // the first fails; the second is still in flight
+  std::string refusal;
+  for (int i = 0; i < 10000; ++i) {
+    const ssize_t r = WritePattern(f, 0, kBlock, 9, RWF_NOWAIT);
+    ASSERT_LT(r, 0) << "a write landed while a write was in flight past it";
+    refusal = zfile_last_error();
+    if (r == -EAGAIN && refusal.find("resynchronised") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_NE(refusal.find("resynchronised after a failed write"), std::string::npos) << refusal;
+  faults->ReleaseHeldIo(0);
+  a.join();
+  b.join();
+  EXPECT_EQ(first, -EAGAIN);
+  EXPECT_EQ(second, -EIO);
+  EXPECT_NE(second_error.find("the write before it at 0 failed"), std::string::npos)
+      << second_error;
+  struct zfile_vol_info info {};
+  ASSERT_EQ(zfile_vol_info(vol_, &info), 0);
+  EXPECT_EQ(info.read_only, 0) << "a policy was applied";
+  EXPECT_EQ(StatOf(vol_, "seq/23").size, 0u);
+  EXPECT_EQ(WritePattern(f, 0, 8 * kBlock, 9), ssize_t(8 * kBlock)) << zfile_last_error();
+  EXPECT_EQ(ExpectPattern(Open("seq/23", O_RDONLY), 0, 8 * kBlock, 9), ssize_t(8 * kBlock));
 }
 
 // Several writers, power cut after a random number of device writes,

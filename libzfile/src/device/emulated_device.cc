@@ -1,6 +1,8 @@
 #include "device/emulated_device.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -43,6 +45,7 @@ EmulatedDevice::EmulatedDevice(DeviceInfo info, std::vector<ZoneInfo> zones,
 }
 
 EmulatedDevice::~EmulatedDevice() {
+  ReleaseHeldIo(0);  // nobody is left to: their waiters would wait for ever
   stopping_ = true;
   for (auto& w : workers_) {
     { std::lock_guard<std::mutex> lock(w->mu); }
@@ -79,6 +82,7 @@ void EmulatedDevice::Submit(IoRequest* req) {
     req->on_complete(req);
     return;
   }
+  if (has_holds_ && HoldIfArmed(req)) return;
   if (workers_.empty()) {
     Execute(req);
     return;
@@ -494,6 +498,45 @@ int EmulatedDevice::ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len)
     }
   }
   return 0;
+}
+
+void EmulatedDevice::HoldNextIo(IoOp op, uint64_t offset) {
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  holds_.emplace_back(op == IoOp::kAppend ? IoOp::kWrite : op, offset / info_.block_size);
+  has_holds_ = true;
+}
+
+bool EmulatedDevice::HoldIfArmed(IoRequest* req) {
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  if (held_.empty()) {
+    const IoOp op = req->op == IoOp::kAppend ? IoOp::kWrite : req->op;
+    const uint64_t first = req->offset / info_.block_size;
+    const uint64_t last = (req->offset + std::max<size_t>(req->len, 1) - 1) / info_.block_size;
+    auto armed = std::find_if(holds_.begin(), holds_.end(), [&](const auto& h) {
+      return h.first == op && h.second >= first && h.second <= last;
+    });
+    if (armed == holds_.end()) return false;
+    holds_.erase(armed);
+  }
+  held_.push_back(req);
+  return true;
+}
+
+size_t EmulatedDevice::HeldIoCount() const {
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  return held_.size();
+}
+
+void EmulatedDevice::ReleaseHeldIo(size_t count) {
+  std::deque<IoRequest*> run;
+  {
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    const size_t n = count == 0 ? held_.size() : std::min(count, held_.size());
+    run.assign(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
+    has_holds_ = !holds_.empty() || !held_.empty();
+  }
+  for (IoRequest* req : run) Execute(req);
 }
 
 void EmulatedDevice::PowerCutAfter(uint64_t writes) {

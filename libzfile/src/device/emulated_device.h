@@ -19,6 +19,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "device/emulated_geometry.h"
@@ -60,6 +61,9 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   Status SetZoneCondition(uint32_t zone, ZoneCondition cond) override;
   Status MoveWritePointer(uint32_t zone, uint64_t wp) override;
   void FailNextIoWith(IoOp op, uint64_t offset, int err) override;
+  void HoldNextIo(IoOp op, uint64_t offset) override;
+  size_t HeldIoCount() const override;
+  void ReleaseHeldIo(size_t count) override;
   void PowerCutAfter(uint64_t writes) override;
   bool powered_off() const override { return powered_off_.load(); }
   Status PowerOn() override;
@@ -88,6 +92,9 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   int ZoneOpLocked(ZoneOp op, ZoneInfo& zone);
   // The errno of an armed failure of this I/O (taken: it fires once), or 0.
   int ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len);
+  // Takes `req` into held_ if a hold is armed for it or requests are held
+  // already (HoldNextIo); false when it is to run now.
+  bool HoldIfArmed(IoRequest* req);
   // Records read-only/offline zones, and open zones when `with_open_zones`.
   Status SaveConditionsLocked(bool with_open_zones);
 
@@ -109,6 +116,10 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   };
   std::vector<InjectedFailure> failures_;
   std::atomic<bool> has_failures_{false};
+  // HoldNextIo: the armed holds (op, block), and the requests held.
+  std::vector<std::pair<IoOp, uint64_t>> holds_;
+  std::deque<IoRequest*> held_;
+  std::atomic<bool> has_holds_{false};
 
   std::atomic<bool> powered_off_{false};
   std::atomic<uint64_t> writes_until_cut_{UINT64_MAX};

@@ -279,8 +279,13 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
   std::unique_lock<std::mutex> lock(write_mu_, std::defer_lock);
   if (!flags.nowait) {
     lock.lock();
+    WaitNoFailedWriteLocked(lock);
   } else if (!lock.try_lock()) {
     return Status(EAGAIN, path_ + ": another write to the zone is being issued (RWF_NOWAIT)");
+  } else if (failed_write_at_ != kNoFailedWrite) {
+    return Status(EAGAIN, path_ +
+                              ": the write pointer is being resynchronised after a failed "
+                              "write (RWF_NOWAIT)");
   }
   ZF_RETURN_IF_ERROR(CheckWritable());
   const uint64_t wp = reserved_;
@@ -318,7 +323,7 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
     // Submitted under write_mu_ (device order = offset order), waited for
     // without it, so several direct writes can be in flight on one zone.
     reserved_ = end;
-    ++inflight_;
+    inflight_.insert(offset);
     // Nothing valid is cached at or above the write pointer, but blocks past
     // the old size may be cached as zeros: they must not outlive this write.
     cache_->Discard(offset);
@@ -328,7 +333,7 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
       auto b = AllocAligned(len);
       if (!b.ok()) {
         reserved_ = offset;
-        --inflight_;
+        inflight_.erase(offset);
         vol_->resources().EndWrite(&slot_, false);
         return b.status();
       }
@@ -342,20 +347,37 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
     lock.unlock();
     const int64_t r = io.Wait();
     lock.lock();
-    --inflight_;
     if (r < 0) {
       result = Status(static_cast<int>(-r), "direct write of " + std::to_string(len) +
                                                 " bytes at " + std::to_string(offset) + " failed");
+      // The writes below this one settle first: if one of them failed, the
+      // device refused this one for not being at its write pointer.
+      writes_done_cv_.wait(lock, [&] { return *inflight_.begin() == offset; });
+      if (failed_write_at_ < offset) {
+        inflight_.erase(offset);
+        writes_done_cv_.notify_all();
+        vol_->resources().EndWrite(&slot_, false);
+        return Status(result.err(), path_ + ": " + result.message() + ": the write before it at " +
+                                        std::to_string(failed_write_at_) +
+                                        " failed, so it was not at the write pointer");
+      }
     } else {
       stats.direct_write_ops++;
       stats.direct_write_bytes += len;
     }
+    inflight_.erase(offset);
     writes_done_cv_.notify_all();
   }
   if (!result.ok()) {
     vol_->resources().EndWrite(&slot_, false);
-    return HandleIoErrorLocked(lock, result, flags.direct ? "direct write" : "buffered write",
-                               offset, len);
+    if (!flags.direct) {
+      return HandleIoErrorLocked(lock, result, "buffered write", offset, len);
+    }
+    failed_write_at_ = offset;
+    Status handled = HandleIoErrorLocked(lock, result, "direct write", offset, len);
+    failed_write_at_ = kNoFailedWrite;
+    writes_done_cv_.notify_all();
+    return handled;
   }
   // Completions arrive in device order; the size only grows.
   if (end > size_.load()) size_ = end;
@@ -368,7 +390,11 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
 }
 
 void FileInode::WaitNoWritesLocked(std::unique_lock<std::mutex>& lock) {
-  writes_done_cv_.wait(lock, [this] { return inflight_ == 0; });
+  writes_done_cv_.wait(lock, [this] { return inflight_.empty(); });
+}
+
+void FileInode::WaitNoFailedWriteLocked(std::unique_lock<std::mutex>& lock) {
+  writes_done_cv_.wait(lock, [this] { return failed_write_at_ == kNoFailedWrite; });
 }
 
 Status FileInode::Truncate(uint64_t size) {
@@ -390,6 +416,7 @@ Status FileInode::DoTruncate(uint64_t size) {
                              (size == 0 ? "reset" : "finish"));
   }
   std::unique_lock<std::mutex> lock(write_mu_);
+  WaitNoFailedWriteLocked(lock);
   ZF_RETURN_IF_ERROR(CheckWritable());
   if (size != 0 && size != capacity_) {
     return Status(EPERM, path_ +
@@ -547,11 +574,14 @@ Status FileInode::WriteBlocks(uint64_t offset, const void* buf, size_t len) {
 Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const Status& error,
                                       const char* what, uint64_t offset, size_t len) {
   // Errors that the device never saw (bad arguments, memory) apply no
-  // policy. But a write-through that ran out of memory part way may have
+  // policy, nor do zone resources it refused: nothing is wrong with the
+  // media. But a write-through that ran out of memory part way may have
   // put its first pieces on the device, and a failed direct write left the
   // next write's place (reserved_) past its end: a sequential file takes
   // both from the write pointer again.
-  if (error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN) {
+  const bool before_media = error.err() == EINVAL || error.err() == ENOMEM || error.err() == EAGAIN;
+  const bool refused = error.err() == ETOOMANYREFS || error.err() == EOVERFLOW;
+  if (before_media || refused) {
     if (sequential()) {
       WaitNoWritesLocked(lock);
       auto zone = vol_->device()->ReportZone(first_zone_);
@@ -569,14 +599,13 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
         if (size_changed) vol_->NotifyChanged(this, 0, 0);
       }
     }
+    // zfile's own accounting should prevent a refusal; if another user of
+    // the device holds zones open, say so.
+    if (refused) {
+      return Status(EBUSY, path_ + ": " + what + ": " + error.message() +
+                               " (zones held open outside this volume?)");
+    }
     return error;
-  }
-  // Zone resources refused: nothing is wrong with the media. zfile's own
-  // accounting should prevent this; if another user of the device holds
-  // zones open, say so rather than apply the errors= policy.
-  if (error.err() == ETOOMANYREFS || error.err() == EOVERFLOW) {
-    return Status(EBUSY, path_ + ": " + what + ": " + error.message() +
-                             " (zones held open outside this volume?)");
   }
   vol_->stats().errors++;
   // Writes still in flight would land past a write pointer taken now:

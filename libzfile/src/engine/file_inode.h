@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -182,6 +183,8 @@ class FileInode final : public CacheBacking {
   Status HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const Status& error,
                              const char* what, uint64_t offset, size_t len);
   void WaitNoWritesLocked(std::unique_lock<std::mutex>& lock);
+  // Waits until no failed write's error is being handled (failed_write_at_).
+  void WaitNoFailedWriteLocked(std::unique_lock<std::mutex>& lock);
 
   Volume* const vol_;
   const FileKind kind_;
@@ -212,7 +215,17 @@ class FileInode final : public CacheBacking {
   std::mutex write_mu_;
   std::condition_variable writes_done_cv_;
   uint64_t reserved_ = 0;  // write pointer including writes in flight
-  uint32_t inflight_ = 0;  // direct writes submitted, not completed
+  // Offsets of the direct writes submitted and not yet settled (completed
+  // and accounted for). A failed one settles only after every write below
+  // it: see failed_write_at_.
+  std::set<uint64_t> inflight_;
+  // While a failed direct write's error is being handled (the write
+  // pointer resynchronised, a policy applied), its offset; kNoFailedWrite
+  // otherwise. The writes in flight behind it were aimed past the write
+  // pointer that the device kept, so their failures are its consequence
+  // and apply no policy of their own; new writes wait until it is over.
+  static constexpr uint64_t kNoFailedWrite = UINT64_MAX;
+  uint64_t failed_write_at_ = kNoFailedWrite;
 };
 
 }  // namespace zfile
