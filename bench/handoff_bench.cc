@@ -29,20 +29,15 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
+
 namespace {
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
+using zfile::bench::Aligned;
+using zfile::bench::Buf;
 
-Buffer PageAligned(size_t len, uint8_t fill) {
-  Buffer b(static_cast<uint8_t*>(std::aligned_alloc(4096, len)));
-  if (b) std::memset(b.get(), fill, len);
-  return b;
-}
-
-// The first two CPUs this process may run on (-1 where there is none).
+// The first two CPUs this process may run on (fewer when it may run on
+// fewer).
 std::vector<int> TwoCpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -84,7 +79,7 @@ void SameCpu(benchmark::State& state) {
     state.SkipWithError("cannot pin the thread to a CPU");
     return;
   }
-  Buffer s = PageAligned(bs, 1), x = PageAligned(bs, 2), d = PageAligned(bs, 3);
+  Buf s = Aligned(bs, 1), x = Aligned(bs, 2), d = Aligned(bs, 3);
   for (auto _ : state) {
     std::memcpy(x.get(), s.get(), bs);
     std::memcpy(d.get(), x.get(), bs);
@@ -106,7 +101,7 @@ void CrossCpu(benchmark::State& state) {
     state.SkipWithError("cannot pin the thread to a CPU");
     return;
   }
-  Buffer s = PageAligned(bs, 1), x = PageAligned(bs, 2), d = PageAligned(bs, 3);
+  Buf s = Aligned(bs, 1), x = Aligned(bs, 2), d = Aligned(bs, 3);
   // turn: 0, the writer's; 1, the copier's; 2, stop.
   std::atomic<int> turn{0};
   std::atomic<bool> pinned{true};
