@@ -45,7 +45,9 @@ EmulatedDevice::EmulatedDevice(DeviceInfo info, std::vector<ZoneInfo> zones,
 }
 
 EmulatedDevice::~EmulatedDevice() {
-  ReleaseHeldIo(0);  // nobody is left to: their waiters would wait for ever
+  // Start what is still held: no test is left to release it, and its
+  // submitters would wait for ever.
+  ReleaseHeldIo(0);
   stopping_ = true;
   for (auto& w : workers_) {
     { std::lock_guard<std::mutex> lock(w->mu); }
@@ -83,6 +85,10 @@ void EmulatedDevice::Submit(IoRequest* req) {
     return;
   }
   if (has_holds_ && HoldIfArmed(req)) return;
+  Start(req);
+}
+
+void EmulatedDevice::Start(IoRequest* req) {
   if (workers_.empty()) {
     Execute(req);
     return;
@@ -349,6 +355,10 @@ Status EmulatedDevice::ReportZones(uint32_t first, uint32_t count, std::vector<Z
   ZF_RETURN_IF_ERROR(ValidateZoneRange(first, count));
   std::lock_guard<std::mutex> lock(meta_mu_);
   if (powered_off_) return Status(EIO, "device is powered off (injected power cut)");
+  if (fail_next_report_) {
+    fail_next_report_ = false;
+    return Status(EIO, "zone report failed (injected)");
+  }
   zones->assign(zones_.begin() + first, zones_.begin() + first + count);
   return Status();
 }
@@ -500,6 +510,11 @@ int EmulatedDevice::ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len)
   return 0;
 }
 
+void EmulatedDevice::FailNextReport() {
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  fail_next_report_ = true;
+}
+
 void EmulatedDevice::HoldNextIo(IoOp op, uint64_t offset) {
   std::lock_guard<std::mutex> lock(meta_mu_);
   holds_.emplace_back(op == IoOp::kAppend ? IoOp::kWrite : op, offset / info_.block_size);
@@ -508,7 +523,7 @@ void EmulatedDevice::HoldNextIo(IoOp op, uint64_t offset) {
 
 bool EmulatedDevice::HoldIfArmed(IoRequest* req) {
   std::lock_guard<std::mutex> lock(meta_mu_);
-  if (held_.empty()) {
+  if (held_.empty() && releasing_ == 0) {
     const IoOp op = req->op == IoOp::kAppend ? IoOp::kWrite : req->op;
     const uint64_t first = req->offset / info_.block_size;
     const uint64_t last = (req->offset + std::max<size_t>(req->len, 1) - 1) / info_.block_size;
@@ -528,15 +543,29 @@ size_t EmulatedDevice::HeldIoCount() const {
 }
 
 void EmulatedDevice::ReleaseHeldIo(size_t count) {
-  std::deque<IoRequest*> run;
   {
     std::lock_guard<std::mutex> lock(meta_mu_);
-    const size_t n = count == 0 ? held_.size() : std::min(count, held_.size());
-    run.assign(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
-    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
-    has_holds_ = !holds_.empty() || !held_.empty();
+    ++releasing_;
+    has_holds_ = true;
+    if (count == 0) holds_.clear();
   }
-  for (IoRequest* req : run) Execute(req);
+  for (size_t started = 0;; ++started) {
+    IoRequest* req = nullptr;
+    {
+      // Stops under the lock that finds nothing left to start: a request
+      // submitted after that is not held (unless armed), and one before
+      // it was held and is started here.
+      std::lock_guard<std::mutex> lock(meta_mu_);
+      if (held_.empty() || (count != 0 && started == count)) {
+        --releasing_;
+        has_holds_ = !holds_.empty() || !held_.empty() || releasing_ != 0;
+        return;
+      }
+      req = held_.front();
+      held_.pop_front();
+    }
+    Start(req);
+  }
 }
 
 void EmulatedDevice::PowerCutAfter(uint64_t writes) {

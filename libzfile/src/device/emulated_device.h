@@ -61,6 +61,7 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   Status SetZoneCondition(uint32_t zone, ZoneCondition cond) override;
   Status MoveWritePointer(uint32_t zone, uint64_t wp) override;
   void FailNextIoWith(IoOp op, uint64_t offset, int err) override;
+  void FailNextReport() override;
   void HoldNextIo(IoOp op, uint64_t offset) override;
   size_t HeldIoCount() const override;
   void ReleaseHeldIo(size_t count) override;
@@ -77,6 +78,8 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   };
 
   void WorkerLoop(Worker* w);
+  // Runs `req` (valid, not held) inline or queues it to its zone's worker.
+  void Start(IoRequest* req);
   void Execute(IoRequest* req);
   int64_t ExecuteRead(uint64_t offset, void* buf, size_t len);
   int64_t ExecuteWrite(uint64_t offset, const void* buf, size_t len);
@@ -116,9 +119,13 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   };
   std::vector<InjectedFailure> failures_;
   std::atomic<bool> has_failures_{false};
-  // HoldNextIo: the armed holds (op, block), and the requests held.
+  bool fail_next_report_ = false;  // FailNextReport
+  // HoldNextIo: the armed holds (op, block), the requests held, and how
+  // many ReleaseHeldIo calls are starting some (requests submitted
+  // meanwhile are held, to start behind them).
   std::vector<std::pair<IoOp, uint64_t>> holds_;
   std::deque<IoRequest*> held_;
+  int releasing_ = 0;
   std::atomic<bool> has_holds_{false};
 
   std::atomic<bool> powered_off_{false};

@@ -140,17 +140,23 @@ class FaultInjector {
   // the media, such as EAGAIN or ENOMEM from the I/O path.
   virtual void FailNextIoWith(IoOp op, uint64_t offset, int err) = 0;
 
-  // The next read or write (per `op`) that touches the logical block
-  // containing `offset` is accepted but not started, and so is every
-  // request submitted after it, as behind a stalled queue, until
+  // The next zone report fails with EIO.
+  virtual void FailNextReport() = 0;
+
+  // The next read or write (per `op`; an append matches on its zone's
+  // start) that touches the logical block containing `offset` is accepted
+  // but not started, and so is every read and write submitted after it, as
+  // behind a stalled queue (zone management is not held), until
   // ReleaseHeldIo: a test can put requests in flight behind one whose
-  // outcome it chooses (FailNextIoWith), and let them run in turn.
+  // outcome it chooses (FailNextIoWith), and let them go in turn.
   virtual void HoldNextIo(IoOp op, uint64_t offset) = 0;
   // How many requests are held now.
   virtual size_t HeldIoCount() const = 0;
-  // Runs the first `count` held requests (all when 0), in the order they
-  // were submitted, on the calling thread; the rest stay held.
-  virtual void ReleaseHeldIo(size_t count = 0) = 0;
+  // Starts the first `count` held requests, in the order they were
+  // submitted, behind whatever the device had already started; the rest
+  // stay held, and requests submitted meanwhile queue behind them.
+  // `count` 0 starts them all and disarms holds not yet taken.
+  virtual void ReleaseHeldIo(size_t count) = 0;
 
   // Power cut after `writes` more write commands have completed: from then
   // on every queued or new request fails with EIO and nothing more reaches

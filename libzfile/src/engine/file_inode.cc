@@ -283,9 +283,12 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
   } else if (!lock.try_lock()) {
     return Status(EAGAIN, path_ + ": another write to the zone is being issued (RWF_NOWAIT)");
   } else if (failed_write_at_ != kNoFailedWrite) {
+    // (A writer that got here before the failure was known is in flight
+    // already: if the device refuses it, it waits for the writes below it
+    // to settle, as every failed write does.)
     return Status(EAGAIN, path_ +
-                              ": the write pointer is being resynchronised after a failed "
-                              "write (RWF_NOWAIT)");
+                              ": a failed write's error is being handled and the write "
+                              "pointer resynchronised (RWF_NOWAIT)");
   }
   ZF_RETURN_IF_ERROR(CheckWritable());
   const uint64_t wp = reserved_;
@@ -350,16 +353,18 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
     if (r < 0) {
       result = Status(static_cast<int>(-r), "direct write of " + std::to_string(len) +
                                                 " bytes at " + std::to_string(offset) + " failed");
-      // The writes below this one settle first: if one of them failed, the
-      // device refused this one for not being at its write pointer.
+      // A failed write settles only after every write below it has: if
+      // one of those failed, the device refused this one for being past
+      // the write pointer it kept, and the error is that one's to handle.
       writes_done_cv_.wait(lock, [&] { return *inflight_.begin() == offset; });
       if (failed_write_at_ < offset) {
         inflight_.erase(offset);
         writes_done_cv_.notify_all();
         vol_->resources().EndWrite(&slot_, false);
-        return Status(result.err(), path_ + ": " + result.message() + ": the write before it at " +
+        return Status(result.err(), path_ + ": " + result.message() +
+                                        ": refused because the write before it at " +
                                         std::to_string(failed_write_at_) +
-                                        " failed, so it was not at the write pointer");
+                                        " failed (no errors= policy of its own)");
       }
     } else {
       stats.direct_write_ops++;
@@ -374,10 +379,14 @@ Result<size_t> FileInode::WriteSequential(const void* buf, size_t len, uint64_t 
       return HandleIoErrorLocked(lock, result, "buffered write", offset, len);
     }
     failed_write_at_ = offset;
-    Status handled = HandleIoErrorLocked(lock, result, "direct write", offset, len);
-    failed_write_at_ = kNoFailedWrite;
-    writes_done_cv_.notify_all();
-    return handled;
+    struct Handled {
+      FileInode* inode;
+      ~Handled() {
+        inode->failed_write_at_ = kNoFailedWrite;
+        inode->writes_done_cv_.notify_all();
+      }
+    } handled{this};
+    return HandleIoErrorLocked(lock, result, "direct write", offset, len);
   }
   // Completions arrive in device order; the size only grows.
   if (end > size_.load()) size_ = end;
@@ -416,7 +425,10 @@ Status FileInode::DoTruncate(uint64_t size) {
                              (size == 0 ? "reset" : "finish"));
   }
   std::unique_lock<std::mutex> lock(write_mu_);
-  WaitNoFailedWriteLocked(lock);
+  // No write in flight, and no failed one's error being handled (which may
+  // take the file or the volume down): then whether it may be truncated.
+  writes_done_cv_.wait(lock,
+                       [this] { return inflight_.empty() && failed_write_at_ == kNoFailedWrite; });
   ZF_RETURN_IF_ERROR(CheckWritable());
   if (size != 0 && size != capacity_) {
     return Status(EPERM, path_ +
@@ -424,7 +436,6 @@ Status FileInode::DoTruncate(uint64_t size) {
                              "to its capacity " +
                              std::to_string(capacity_) + " (zone finish)");
   }
-  WaitNoWritesLocked(lock);
   const ZoneOp op = size == 0 ? ZoneOp::kReset : ZoneOp::kFinish;
   ZoneResources& res = vol_->resources();
   // Held from here to the end: the zone must not be picked as one to close
@@ -574,8 +585,8 @@ Status FileInode::WriteBlocks(uint64_t offset, const void* buf, size_t len) {
 Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const Status& error,
                                       const char* what, uint64_t offset, size_t len) {
   // Errors that the device never saw (bad arguments, memory) apply no
-  // policy, nor do zone resources it refused: nothing is wrong with the
-  // media. But a write-through that ran out of memory part way may have
+  // policy, nor do zone-resource refusals (ETOOMANYREFS, EOVERFLOW):
+  // nothing is wrong with the media. But a write-through that ran out of memory part way may have
   // put its first pieces on the device, and a failed direct write left the
   // next write's place (reserved_) past its end: a sequential file takes
   // both from the write pointer again.
@@ -597,6 +608,10 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
           vol_->resources().Resync(&slot_, zone->cond);
         }
         if (size_changed) vol_->NotifyChanged(this, 0, 0);
+      } else if (!zone.ok()) {
+        // Every write has settled and the failed one never reached the
+        // media: the device's write pointer is the size we know.
+        reserved_ = size_.load();
       }
     }
     // zfile's own accounting should prevent a refusal; if another user of
