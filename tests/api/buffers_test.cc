@@ -377,7 +377,11 @@ TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
 
 // As above, with direct reads, which the device reads in 128 KiB pieces.
 // Should they never be copied early, buffered reads are tried: if those
-// are, the direct ones should have been too.
+// are, the direct ones should have been too, on the emulated devices,
+// which read the pieces one after the other. A kernel device is given all
+// of them at once, and null_blk, reading from memory, completes them
+// together: the client seldom looks between the first and the reply (one
+// VM-tier run in seven failed on it), so there it is not a fault.
 TEST_P(BuffersTest, LargePlainDirectReadsAreCopiedOutWhileTheDeviceReads) {
   if (std::string why = NoPollingReason(daemon()); !why.empty()) GTEST_SKIP() << why;
   WritePlainReadFile();
@@ -389,6 +393,10 @@ TEST_P(BuffersTest, LargePlainDirectReadsAreCopiedOutWhileTheDeviceReads) {
   };
   if (CopiedEarlyIn(O_DIRECT, cases) > 0 || HasFailure()) return;
   if (CopiedEarlyIn(0, kBufferedPlainReads) > 0) {
+    if (GetParam().kind == "zbd") {
+      GTEST_SKIP() << "buffered reads were copied out early, direct ones never: the kernel "
+                      "device completed every piece of each read before the client looked";
+    }
     ADD_FAILURE() << "buffered reads were copied out early, direct ones never";
   } else if (!HasFailure()) {
     GTEST_SKIP() << "the client never copied a piece before the reply (it did not poll: a "
