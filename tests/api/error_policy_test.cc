@@ -457,8 +457,8 @@ TEST_P(ErrorPolicy, WritesInFlightBehindAFailureBeforeTheMediaApplyNoPolicy) {
   EXPECT_EQ(WritePattern(f, 0, 8 * kBlock, 9), ssize_t(8 * kBlock)) << zfile_last_error();
   EXPECT_EQ(ExpectPattern(Open("seq/23", O_RDONLY), 0, 8 * kBlock, 9), ssize_t(8 * kBlock));
 
-  // The same with both let go at once, so that either write's thread may
-  // be the first to see its failure.
+  // The same with both let go at once, and (odd rounds) with the second
+  // one refused by the device first, its thread waiting for the first.
   for (int round = 0; round < 20; ++round) {
     SCOPED_TRACE(round);
     const uint64_t at = (8 + 8 * uint64_t(round)) * kBlock;
@@ -468,6 +468,11 @@ TEST_P(ErrorPolicy, WritesInFlightBehindAFailureBeforeTheMediaApplyNoPolicy) {
     ASSERT_TRUE(held(1));
     b = std::thread([&] { second = WritePattern(f, at + 4 * kBlock, 4 * kBlock, 9); });
     ASSERT_TRUE(held(2));
+    if (round % 2 == 1) {
+      faults->ReleaseLastHeldIo();
+      // (Only to let its thread get to its wait first; either order passes.)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     faults->ReleaseHeldIo(0);
     a.join();
     b.join();

@@ -543,6 +543,7 @@ size_t EmulatedDevice::HeldIoCount() const {
 }
 
 void EmulatedDevice::ReleaseHeldIo(size_t count) {
+  std::lock_guard<std::mutex> one_at_a_time(release_mu_);
   {
     std::lock_guard<std::mutex> lock(meta_mu_);
     ++releasing_;
@@ -566,6 +567,19 @@ void EmulatedDevice::ReleaseHeldIo(size_t count) {
     }
     Start(req);
   }
+}
+
+void EmulatedDevice::ReleaseLastHeldIo() {
+  std::lock_guard<std::mutex> one_at_a_time(release_mu_);
+  IoRequest* req = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    if (held_.empty()) return;
+    req = held_.back();
+    held_.pop_back();
+    has_holds_ = !holds_.empty() || !held_.empty() || releasing_ != 0;
+  }
+  Start(req);
 }
 
 void EmulatedDevice::PowerCutAfter(uint64_t writes) {

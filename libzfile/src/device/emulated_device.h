@@ -65,6 +65,7 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   void HoldNextIo(IoOp op, uint64_t offset) override;
   size_t HeldIoCount() const override;
   void ReleaseHeldIo(size_t count) override;
+  void ReleaseLastHeldIo() override;
   void PowerCutAfter(uint64_t writes) override;
   bool powered_off() const override { return powered_off_.load(); }
   Status PowerOn() override;
@@ -95,8 +96,8 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   int ZoneOpLocked(ZoneOp op, ZoneInfo& zone);
   // The errno of an armed failure of this I/O (taken: it fires once), or 0.
   int ConsumeInjectedFailure(IoOp op, uint64_t offset, size_t len);
-  // Takes `req` into held_ if a hold is armed for it or requests are held
-  // already (HoldNextIo); false when it is to run now.
+  // Takes `req` into held_ if a hold is armed for it, requests are held
+  // already or being released (HoldNextIo); false when it is to run now.
   bool HoldIfArmed(IoRequest* req);
   // Records read-only/offline zones, and open zones when `with_open_zones`.
   Status SaveConditionsLocked(bool with_open_zones);
@@ -126,6 +127,7 @@ class EmulatedDevice final : public ZonedDevice, public FaultInjector {
   std::vector<std::pair<IoOp, uint64_t>> holds_;
   std::deque<IoRequest*> held_;
   int releasing_ = 0;
+  std::mutex release_mu_;  // one release at a time, so they start in order
   std::atomic<bool> has_holds_{false};
 
   std::atomic<bool> powered_off_{false};

@@ -157,6 +157,9 @@ class FaultInjector {
   // stay held, and requests submitted meanwhile queue behind them.
   // `count` 0 starts them all and disarms holds not yet taken.
   virtual void ReleaseHeldIo(size_t count) = 0;
+  // Starts the most recently held request alone, ahead of the others (as a
+  // device may complete requests out of order).
+  virtual void ReleaseLastHeldIo() = 0;
 
   // Power cut after `writes` more write commands have completed: from then
   // on every queued or new request fails with EIO and nothing more reaches

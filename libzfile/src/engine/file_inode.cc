@@ -610,8 +610,12 @@ Status FileInode::HandleIoErrorLocked(std::unique_lock<std::mutex>& lock, const 
         if (size_changed) vol_->NotifyChanged(this, 0, 0);
       } else if (!zone.ok()) {
         // Every write has settled and the failed one never reached the
-        // media: the device's write pointer is the size we know.
+        // media: the device's write pointer is the size we know, and an
+        // empty zone was not opened by it (unless we opened it explicitly).
         reserved_ = size_.load();
+        if (reserved_ == 0 && !vol_->resources().explicit_open()) {
+          vol_->resources().Resync(&slot_, ZoneCondition::kEmpty);
+        }
       }
     }
     // zfile's own accounting should prevent a refusal; if another user of
