@@ -542,30 +542,24 @@ Status Server::Stop() {
   // 4. The FUSE mounts, now that no session writes (a write tells the
   // mount's change observer, which must not go away under it): afterwards
   // no file of the volumes is open through them. A mount whose requests do
-  // not end in time is abandoned as a session is, and so are the volumes.
-  bool fuse_abandoned = false;
+  // not end in time is abandoned as a session is, and its volume with it
+  // (its workers may be inside it); the other volumes are unmounted.
+  std::string abandoned_volumes;
   for (auto& v : volumes_) {
     if (!v->fuse) continue;
     // The sessions' time counts: the stop timeout bounds the whole.
     Status s = v->fuse->Stop(start);
     if (s.ok()) {
       v->fuse.reset();
-    } else {
-      Log().error("volume '{}': {}", v->name, s.ToString());
-      fuse_abandoned = true;
+      continue;
     }
-  }
-  if (fuse_abandoned) {
+    Log().error("volume '{}': {}; leaving the volume mounted", v->name, s.ToString());
     abandoned_ = true;
-    for (auto& v : volumes_) {
-      (void)v->fuse.release();
-      (void)v.release();
-    }
-    volumes_.clear();
-    return Status(EBUSY,
-                  "FUSE requests did not end in time; dirty data was written back but the "
-                  "volumes were left mounted");
+    abandoned_volumes += (abandoned_volumes.empty() ? "'" : ", '") + v->name + "'";
+    (void)v->fuse.release();
+    (void)v.release();
   }
+  std::erase(volumes_, nullptr);
   // 5. Unmount: write back what was dirtied since the sync, close zones.
   for (auto& v : volumes_) {
     Status s = v->volume->Unmount();
@@ -577,6 +571,10 @@ Status Server::Stop() {
     }
   }
   volumes_.clear();
+  if (!abandoned_volumes.empty()) {
+    return Status(EBUSY, "FUSE requests did not end in time on volume(s) " + abandoned_volumes +
+                             "; their dirty data was written back but they were left mounted");
+  }
   return first;
 }
 

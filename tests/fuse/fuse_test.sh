@@ -593,13 +593,18 @@ fi
 # Two volumes, each with its mount, each with a read stuck in the engine:
 # the first mount is given up at the stop timeout (3 s), and the second
 # one a grace later (a quarter of it), not a whole timeout later (which
-# made SIGTERM take a timeout per mount: 6 s here).
+# made SIGTERM take a timeout per mount: 6 s here). A third volume, whose
+# mount is idle, is still unmounted cleanly: only the stuck ones are left.
 if command -v strace >/dev/null; then
   M2=$TMP/mnt2
   D2=$TMP/dev2
-  mkdir "$M2"
+  M3=$TMP/mnt3
+  D3=$TMP/dev3
+  mkdir "$M2" "$M3"
   ok "emu create (second volume)" emu create "$D2" --size 256M --zone-size 16M --conv 2
   ok "mkfs (second volume)" mkfs "emu:$D2"
+  ok "emu create (third volume)" emu create "$D3" --size 256M --zone-size 16M --conv 2
+  ok "mkfs (third volume)" mkfs "emu:$D3"
   cat >"$TMP/two.yaml" <<YAML
 socket:
   path: $S
@@ -610,6 +615,9 @@ volumes:
   - name: two
     device: emu:$D2
     mount: $M2
+  - name: three
+    device: emu:$D3
+    mount: $M3
 YAML
   : >"$LOG"
   "$ZFILED" --config "$TMP/two.yaml" --foreground --stop-timeout-ms 3000 2>"$LOG" &
@@ -648,12 +656,21 @@ YAML
   release_reads_and_reap
   wait "$reader1" 2>/dev/null || true
   wait "$reader2" 2>/dev/null || true
-  if grep -qF " $M2 " /proc/self/mounts; then
-    fail "the second mount point is still mounted"
-    fusermount3 -u -z "$M2" 2>/dev/null || umount -l "$M2" 2>/dev/null || true
+  for m in "$M2" "$M3"; do
+    if grep -qF " $m " /proc/self/mounts; then
+      fail "$m is still mounted"
+      fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    else
+      pass
+    fi
+  done
+  has "the idle third volume was unmounted" "$(cat "$LOG")" "volume 'three' unmounted"
+  if grep -q "volume '\(one\|two\)' unmounted" "$LOG"; then
+    fail "a volume with a stuck mount was unmounted under its workers"
   else
     pass
   fi
+  has "the stuck ones are named" "$(cat "$LOG")" "volume(s) 'one', 'two'"
 else
   echo "$NAME: SKIP one stop timeout for two mounts: no strace"
 fi
