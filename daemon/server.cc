@@ -572,8 +572,10 @@ Status Server::Stop() {
   }
   volumes_.clear();
   if (!abandoned_volumes.empty()) {
-    return Status(EBUSY, "FUSE requests did not end in time on volume(s) " + abandoned_volumes +
-                             "; their dirty data was written back but they were left mounted");
+    return Status(
+        EBUSY, "FUSE requests did not end in time on volume(s) " + abandoned_volumes +
+                   "; what was dirty when the shutdown began was written back, but they were left "
+                   "mounted");
   }
   return first;
 }

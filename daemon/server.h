@@ -231,13 +231,13 @@ class Server {
   //     at most 1 s: FuseMount::Stop);
   //  5. unmounts the volumes (writing back what was dirtied since 2, and
   //     closing zones).
-  // The first error is returned; the others are logged. If sessions (or
-  // FUSE requests) are still running at the deadline, they are logged,
-  // abandoned (their
-  // threads detached, and they and the volumes deliberately leaked, since
-  // they may be inside the engine), and EBUSY is returned: the caller must
-  // then end the process without running destructors (_exit); see
-  // abandoned_sessions().
+  // The first error is returned; the others are logged. If sessions are
+  // still running at the deadline, they are logged and abandoned (their
+  // threads detached, and they and every volume deliberately leaked, since
+  // they may be inside the engine); if a mount's FUSE requests are, that
+  // mount and its own volume are (the other volumes are unmounted). Either
+  // way EBUSY is returned: the caller must then end the process without
+  // running destructors (_exit); see abandoned_sessions().
   Status Stop();
   // Whether Stop abandoned sessions or FUSE requests that did not end in
   // time.
